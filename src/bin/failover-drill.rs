@@ -1,0 +1,2 @@
+//! failover-drill (in progress).
+fn main() {}

@@ -1,0 +1,22 @@
+//! The endpoint-failover core: endpoints, their live state, strategies,
+//! health checking, circuit breaking, retries and the executor that ties them
+//! together. It knows nothing of Postgres, Redis or HTTP; the pools and the
+//! HTTP client are built on it.
+
+pub mod breaker;
+pub mod clock;
+pub mod endpoint;
+pub mod events;
+pub mod executor;
+pub mod health;
+pub mod retry;
+pub mod set;
+pub mod stats;
+pub mod strategy;
+
+pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker};
+pub use endpoint::{Endpoint, Health, Role};
+pub use executor::{CallOptions, Classified, Classify, Failover, FailoverBuilder, Served};
+pub use set::{EndpointSet, LiveEndpoint, Snapshot};
+pub use stats::{LatencyHistogram, LatencySummary};
+pub use strategy::{PickContext, Strategy};

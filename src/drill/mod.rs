@@ -1,0 +1,205 @@
+//! Failover drills: throwaway local PostgreSQL clusters and fault injection.
+//!
+//! This module (behind the `drill` Cargo feature) starts real PostgreSQL
+//! servers from the binaries installed on the machine, so that tests and the
+//! `failover-drill` binary can exercise the failover pools against genuine
+//! crashes, hangs, promotions and split-brain situations instead of mocks.
+//!
+//! * [`LocalPgCluster`] runs a primary and any number of streaming standbys
+//!   (asynchronous or synchronous) on free loopback ports inside a temporary
+//!   directory, and injects faults per node: [`kill`](LocalPgCluster::kill)
+//!   (crash), [`freeze`](LocalPgCluster::freeze) /
+//!   [`thaw`](LocalPgCluster::thaw) (hang), graceful stop,
+//!   [`restart`](LocalPgCluster::restart),
+//!   [`promote`](LocalPgCluster::promote) and
+//!   [`rejoin_as_standby`](LocalPgCluster::rejoin_as_standby) (`pg_rewind`).
+//! * [`process`] holds the lower-level helpers: locating the server binaries,
+//!   picking free ports, running commands as the server user and signalling
+//!   a postmaster together with all of its children.
+//!
+//! Every cluster is torn down when its [`LocalPgCluster`] is dropped, even
+//! when a test panics. If the owning process dies without running
+//! destructors (killed, or a cluster kept in a `static`), a tiny watchdog
+//! process per server kills it, and a janitor per cluster deletes its
+//! directory.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), failover_pool::drill::ClusterError> {
+//! use failover_pool::drill::{LocalPgCluster, PgClusterOptions};
+//!
+//! let cluster = LocalPgCluster::start(PgClusterOptions::new().standbys(1)).await?;
+//! cluster.exec(0, "CREATE TABLE t (id int); INSERT INTO t VALUES (1)").await?;
+//! cluster.wait_caught_up().await?;
+//! assert_eq!(cluster.count(1, "SELECT count(*) FROM t").await?, 1);
+//! cluster.kill(0)?; // the primary crashes
+//! cluster.promote(1).await?;
+//! # Ok(())
+//! # }
+//! ```
+
+use std::time::Duration;
+
+pub mod pg;
+pub mod process;
+
+pub use pg::{LocalPgCluster, PgClusterOptions, PgLsn, PgNode, PgRole};
+pub use process::{ProcessGroup, ServerUser};
+
+/// Errors from starting, controlling or querying a local drill cluster.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClusterError {
+    /// No PostgreSQL server binaries (`initdb`, `postgres`, ...) were found.
+    #[error(
+        "no PostgreSQL server binaries found (looked in {looked_in}); install the `postgresql` package"
+    )]
+    NoServerBinaries {
+        /// Where the binaries were looked for.
+        looked_in: String,
+    },
+
+    /// The process runs as root, and PostgreSQL refuses to run as root, but
+    /// no unprivileged user to run it as exists.
+    #[error(
+        "no non-root user to run PostgreSQL as: running as root and {reason}; create a `postgres` user (installing the `postgresql` package does) or run as a non-root user"
+    )]
+    NoServerUser {
+        /// Why the `postgres` user could not be used.
+        reason: String,
+    },
+
+    /// A command could not be started at all.
+    #[error("could not start `{command}`")]
+    Spawn {
+        /// The command line.
+        command: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A command ran but exited unsuccessfully.
+    #[error("`{command}` failed ({status}); its output ends with:\n{output_tail}")]
+    CommandFailed {
+        /// The command line.
+        command: String,
+        /// The exit status, as text.
+        status: String,
+        /// The last lines of its standard error and output.
+        output_tail: String,
+    },
+
+    /// A command did not finish in time and was killed.
+    #[error("`{command}` did not finish within {timeout:?} and was killed")]
+    CommandTimeout {
+        /// The command line.
+        command: String,
+        /// How long it was given.
+        timeout: Duration,
+    },
+
+    /// A file system or other I/O operation failed.
+    #[error("{context}")]
+    Io {
+        /// What was being done, including the path concerned.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A signal could not be delivered to a server.
+    #[error("could not send {signal} to {node} (pid {pid})")]
+    Signal {
+        /// The node name (`pg0`, ...).
+        node: String,
+        /// The signal name.
+        signal: String,
+        /// The process id signalled.
+        pid: i32,
+        /// The underlying error.
+        #[source]
+        source: nix::Error,
+    },
+
+    /// A server process exited while it was expected to start or run.
+    #[error("{node} exited during startup ({status}); {log_tail}")]
+    ServerExited {
+        /// The node name.
+        node: String,
+        /// The exit status, as text.
+        status: String,
+        /// The last lines of the server log, headed by the log's path.
+        log_tail: String,
+    },
+
+    /// A server did not become ready in time.
+    #[error(
+        "{node} was not ready within {waited:?} (waiting for {what}; last error: {last_error}); {log_tail}"
+    )]
+    NotReady {
+        /// The node name.
+        node: String,
+        /// What readiness condition was awaited.
+        what: String,
+        /// How long it was awaited.
+        waited: Duration,
+        /// The last error seen while waiting, or `none`.
+        last_error: String,
+        /// The last lines of the server log, headed by the log's path.
+        log_tail: String,
+    },
+
+    /// Connecting to a node or running SQL on it failed.
+    #[error("SQL on {node} failed: {sql}")]
+    Query {
+        /// The node name.
+        node: String,
+        /// The statement (or `connect`).
+        sql: String,
+        /// The underlying error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+
+    /// Connecting to a node or running SQL on it did not finish in time.
+    #[error("SQL on {node} did not finish within {timeout:?}: {sql}")]
+    QueryTimeout {
+        /// The node name.
+        node: String,
+        /// The statement (or `connect`).
+        sql: String,
+        /// The client-side time limit.
+        timeout: Duration,
+    },
+
+    /// A node index out of range.
+    #[error("no node {index}: the cluster has {count} nodes")]
+    NoSuchNode {
+        /// The index asked for.
+        index: usize,
+        /// How many nodes there are.
+        count: usize,
+    },
+
+    /// The operation does not fit the node's current state (for example
+    /// restarting a node that is running).
+    #[error("cannot {operation} {node}: {reason}")]
+    InvalidState {
+        /// The node name.
+        node: String,
+        /// The operation attempted.
+        operation: String,
+        /// Why it is not possible now.
+        reason: String,
+    },
+}
+
+impl ClusterError {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        ClusterError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}

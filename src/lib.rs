@@ -1,0 +1,14 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod core;
+pub mod discovery;
+pub mod error;
+pub mod pool;
+#[cfg(any(feature = "sqlx", feature = "deadpool-postgres"))]
+pub mod postgres;
+
+#[cfg(feature = "drill")]
+pub mod drill;
+
+pub use error::{Error, ErrorClass, ErrorCode, Result};

@@ -1,0 +1,115 @@
+//! Postgres backends: the probe (role, timeline, WAL positions, lag), the
+//! SQLSTATE classification, [`FailoverPgPool`](sqlx::FailoverPgPool) (sqlx)
+//! and [`DeadpoolPostgres`](deadpool::DeadpoolPostgres) (deadpool-postgres).
+//!
+//! # How a node is probed
+//! One round trip, [`PROBE_SQL`]: `pg_is_in_recovery()`; the timeline (on a
+//! primary from `pg_walfile_name(pg_current_wal_lsn())`, on a standby from
+//! the WAL receiver, else the last checkpoint); the current (primary) or
+//! replayed (standby) LSN; the received LSN; and the replay delay (zero when
+//! everything received is replayed). The timeline is the fencing epoch: it
+//! grows with every promotion, so a primary on a lower timeline is stale.
+
+use crate::core::endpoint::Role;
+use crate::error::ErrorClass;
+use crate::pool::Probe;
+use std::time::Duration;
+
+#[cfg(feature = "deadpool-postgres")]
+pub mod deadpool;
+#[cfg(feature = "sqlx")]
+pub mod sqlx;
+
+/// The probe query. Columns: `in_recovery bool, timeline int8, position int8,
+/// received int8 (null on a primary), lag_seconds float8 (null on a primary)`.
+pub const PROBE_SQL: &str = "SELECT pg_is_in_recovery() AS in_recovery, \
+ (CASE WHEN pg_is_in_recovery() \
+   THEN COALESCE((SELECT received_tli FROM pg_stat_wal_receiver WHERE received_tli > 0), \
+                 (SELECT timeline_id FROM pg_control_checkpoint())) \
+   ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int8 END)::int8 AS timeline, \
+ ((CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END) - '0/0'::pg_lsn)::int8 AS position, \
+ (pg_last_wal_receive_lsn() - '0/0'::pg_lsn)::int8 AS received, \
+ (CASE WHEN NOT pg_is_in_recovery() THEN NULL \
+   WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0 \
+   ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0) END)::float8 AS lag_seconds";
+
+/// Promotes a standby and waits (up to 60 s) for the promotion to finish.
+pub const PROMOTE_SQL: &str = "SELECT pg_promote(true, 60)";
+
+/// The writer's current WAL position, for read-your-writes tokens.
+pub const POSITION_SQL: &str = "SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::int8, \
+ ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int8";
+
+/// Builds a [`Probe`] from the columns of [`PROBE_SQL`].
+pub fn probe_from_row(
+    in_recovery: bool,
+    timeline: i64,
+    position: i64,
+    received: Option<i64>,
+    lag_seconds: Option<f64>,
+) -> Probe {
+    Probe {
+        role: if in_recovery {
+            Role::Replica
+        } else {
+            Role::Primary
+        },
+        epoch: timeline.max(0) as u64,
+        position: position.max(0) as u64,
+        received: received.map(|r| r.max(0) as u64),
+        lag: lag_seconds.map(|s| Duration::from_secs_f64(s.max(0.0))),
+    }
+}
+
+/// Classifies a SQLSTATE: which codes mean "this node can't serve you"
+/// (failover-class) and which are the application's.
+///
+/// | SQLSTATE | meaning | class |
+/// |---|---|---|
+/// | 57P01 admin_shutdown, 57P02 crash_shutdown | the session was killed | failover, may have executed |
+/// | 57P03 cannot_connect_now | starting up / shutting down | failover, not executed |
+/// | 25006 read_only_sql_transaction | a write reached a standby or a demoted primary | failover, not executed |
+/// | 08001, 08004 | connection could not be made / was rejected | failover, not executed |
+/// | other 08xxx | connection failure | failover, may have executed |
+/// | anything else | constraint violation, syntax, serialization, … | application |
+pub fn classify_sqlstate(code: &str) -> ErrorClass {
+    match code {
+        "57P01" | "57P02" => ErrorClass::maybe_executed(),
+        "57P03" | "25006" | "08001" | "08004" => ErrorClass::not_executed(),
+        c if c.starts_with("08") => ErrorClass::maybe_executed(),
+        _ => ErrorClass::Application,
+    }
+}
+
+/// SQLSTATE 55000 (object_not_in_prerequisite_state) from `pg_promote()`
+/// means "recovery is not in progress": the node is already a primary.
+pub(crate) fn already_primary(code: Option<&str>) -> bool {
+    code == Some("55000")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlstates() {
+        assert_eq!(classify_sqlstate("57P01"), ErrorClass::maybe_executed());
+        assert_eq!(classify_sqlstate("25006"), ErrorClass::not_executed());
+        assert_eq!(classify_sqlstate("08006"), ErrorClass::maybe_executed());
+        assert_eq!(classify_sqlstate("08001"), ErrorClass::not_executed());
+        assert_eq!(classify_sqlstate("23505"), ErrorClass::Application);
+        assert_eq!(classify_sqlstate("42601"), ErrorClass::Application);
+        assert_eq!(classify_sqlstate("40001"), ErrorClass::Application);
+    }
+
+    #[test]
+    fn probe_rows() {
+        let p = probe_from_row(true, 2, 100, Some(120), Some(0.5));
+        assert_eq!(p.role, Role::Replica);
+        assert_eq!(p.epoch, 2);
+        assert_eq!(p.lag, Some(Duration::from_millis(500)));
+        let p = probe_from_row(false, 1, 5, None, None);
+        assert_eq!(p.role, Role::Primary);
+        assert_eq!(p.received, None);
+    }
+}
