@@ -1,6 +1,20 @@
 //! Load-balancing strategies: the object-safe [`Strategy`] trait and the
 //! built-ins. A pick reads the live snapshot and per-endpoint atomics only:
 //! no lock, no allocation.
+//!
+//! | strategy | config name ([`StrategyKind`]) | chooses |
+//! |---|---|---|
+//! | [`RoundRobin`] | `round-robin` (`active-active`) | every endpoint in turn |
+//! | [`WeightedRoundRobin`] | `weighted-round-robin` (`weighted`) | in turn, in proportion to the weights, interleaved (nginx's smooth WRR) |
+//! | [`LeastConnections`] | `least-connections` (`least-conn`) | the fewest calls in flight |
+//! | [`Random`] | `random` | uniformly at random |
+//! | [`PowerOfTwoChoices`] | `power-of-two-choices` (`p2c`) | the lower peak-EWMA load of two random endpoints |
+//! | [`Priority`] | `priority` (`active-passive`) | the first available in order, failing back after a hold-down |
+//! | [`HealthBased`] | `health-based` | in turn among the healthiest class present |
+//!
+//! Every built-in returns only positions that pass
+//! [`PickContext::is_eligible`] (which covers exclusions and panic mode) and
+//! `None` when there is none.
 
 use crate::core::endpoint::Health;
 use crate::core::set::{LiveEndpoint, Snapshot};
@@ -483,6 +497,9 @@ impl WeightedRoundRobin {
     #[inline]
     fn pick_scheduled(&self, ctx: &PickContext<'_>, slots: &[u32]) -> Option<usize> {
         let len = slots.len();
+        if len == 0 {
+            return weighted_random(ctx);
+        }
         let i = slots[self.cursor.fetch_add(1, Relaxed) % len] as usize;
         if ctx.is_eligible(i) {
             return Some(i);
@@ -1414,6 +1431,50 @@ mod tests {
         let c = counts(&WeightedRoundRobin::new(), &ctx, 7000);
         assert_eq!(c[0], 0);
         assert!((3000..4000).contains(&c[1]), "{c:?}");
+    }
+
+    #[test]
+    fn weighted_shared_by_two_lists_stays_correct() {
+        let a = weighted(&[3, 1]);
+        let b = weighted(&[1, 1, 1]);
+        let (sa, sb) = (a.snapshot(), b.snapshot());
+        assert_eq!(sa.version(), sb.version());
+        let ex = Excluded::new();
+        let ca = PickContext::new(&sa, now_nanos(), &ex);
+        let cb = PickContext::new(&sb, now_nanos(), &ex);
+        let wrr = WeightedRoundRobin::new();
+        let mut counts = [0usize; 2];
+        for _ in 0..4000 {
+            counts[wrr.pick(&ca).unwrap()] += 1;
+            assert!(wrr.pick(&cb).unwrap() < 3);
+        }
+        assert!((2700..3300).contains(&counts[0]), "{counts:?}");
+    }
+
+    #[test]
+    fn strategies_can_be_shared_between_threads() {
+        let s = weighted(&[1, 2, 3, 4]);
+        for strategy in all() {
+            std::thread::scope(|scope| {
+                for t in 0..4 {
+                    let (s, strategy) = (&s, &strategy);
+                    scope.spawn(move || {
+                        for i in 0..2000 {
+                            if t == 0 && i % 500 == 0 {
+                                let w = 1 + (i / 500) as u32;
+                                s.upsert(Endpoint::new("w0", "127.0.0.1", 2000).with_weight(w))
+                                    .unwrap();
+                            }
+                            let snap = s.snapshot();
+                            let ex = Excluded::new();
+                            let ctx = PickContext::new(&snap, now_nanos(), &ex);
+                            let p = strategy.pick(&ctx);
+                            assert!(p.is_some_and(|i| i < 4), "{}: {p:?}", strategy.name());
+                        }
+                    });
+                }
+            });
+        }
     }
 
     #[test]
