@@ -57,7 +57,7 @@ async fn refused_endpoint_fails_over_to_a_live_one() {
         .build()
         .unwrap();
     let mut events = f.subscribe();
-    let served = f.execute(|ep| connect(ep)).await.unwrap();
+    let served = f.execute(connect).await.unwrap();
     assert_eq!(served.value, live);
     assert_eq!(served.endpoint.id(), "live");
     assert_eq!(served.attempts, 2);
@@ -88,7 +88,7 @@ async fn every_endpoint_refusing_exhausts_retries_with_the_last_error() {
         .retry(fast_retry(3))
         .build()
         .unwrap();
-    let err = f.execute(|ep| connect(ep)).await.unwrap_err();
+    let err = f.execute(connect).await.unwrap_err();
     assert_eq!(err.code(), ErrorCode::RetryExhausted);
     assert!(
         !err.may_have_executed(),

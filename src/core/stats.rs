@@ -1,4 +1,4 @@
-//! Lock-free counters and latency histograms behind [`Stats`] snapshots.
+//! Lock-free counters and latency histograms behind [`Stats`](crate::core::events::Stats) snapshots.
 //!
 //! Every recording is a handful of relaxed atomic adds: no lock, no
 //! allocation. Percentiles come from a log-linear histogram (4 sub-buckets per

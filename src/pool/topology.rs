@@ -2,7 +2,7 @@
 //! from probes: role discovery, fencing, split-brain resolution, failover
 //! tracking and the automatic-promotion decision.
 //!
-//! [`Reconciler::apply`] is a pure function of the probe results, the time
+//! The reconciler is a pure function of the probe results, the time
 //! and its own state, so every rule is unit-tested without a server.
 
 use crate::core::endpoint::Role;

@@ -42,7 +42,7 @@ use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls};
 
 /// Classifies a tokio-postgres error: SQLSTATEs as in
-/// [`classify_sqlstate`](crate::postgres::classify_sqlstate); a closed
+/// [`classify_sqlstate`]; a closed
 /// connection or I/O failure is failover-class; a refused connection did not
 /// execute; conversion and other client-side errors are the application's.
 pub fn classify_pg(error: &tokio_postgres::Error) -> ErrorClass {
@@ -178,6 +178,7 @@ impl Backend for DeadpoolPostgres {
             .map_err(|e| Error::Config(format!("deadpool-postgres pool: {e}")))
     }
 
+    #[allow(clippy::manual_async_fn)] // the future must not borrow `self`
     fn close_pool(&self, pool: Pool) -> impl Future<Output = ()> + Send + 'static {
         async move { pool.close() }
     }
@@ -189,48 +190,38 @@ impl Backend for DeadpoolPostgres {
         pool.get()
     }
 
-    fn probe<'a>(
-        &'a self,
-        node: &'a DeadpoolNode,
-    ) -> impl Future<Output = Result<Probe>> + Send + 'a {
-        async move {
-            let mut slot = node.probe.lock().await;
-            let client = match slot.take() {
-                Some(c) if !c.is_closed() => c,
-                _ => connect(&node.config).await?,
-            };
-            let row = client
-                .query_one(PROBE_SQL, &[])
-                .await
-                .map_err(|e| pg_error("probe", e))?;
-            let probe = probe_from_row(
-                row.try_get(0).map_err(|e| pg_error("probe", e))?,
-                row.try_get(1).map_err(|e| pg_error("probe", e))?,
-                row.try_get(2).map_err(|e| pg_error("probe", e))?,
-                row.try_get(3).map_err(|e| pg_error("probe", e))?,
-                row.try_get(4).map_err(|e| pg_error("probe", e))?,
-            );
-            *slot = Some(client);
-            Ok(probe)
-        }
+    async fn probe(&self, node: &DeadpoolNode) -> Result<Probe> {
+        let mut slot = node.probe.lock().await;
+        let client = match slot.take() {
+            Some(c) if !c.is_closed() => c,
+            _ => connect(&node.config).await?,
+        };
+        let row = client
+            .query_one(PROBE_SQL, &[])
+            .await
+            .map_err(|e| pg_error("probe", e))?;
+        let probe = probe_from_row(
+            row.try_get(0).map_err(|e| pg_error("probe", e))?,
+            row.try_get(1).map_err(|e| pg_error("probe", e))?,
+            row.try_get(2).map_err(|e| pg_error("probe", e))?,
+            row.try_get(3).map_err(|e| pg_error("probe", e))?,
+            row.try_get(4).map_err(|e| pg_error("probe", e))?,
+        );
+        *slot = Some(client);
+        Ok(probe)
     }
 
-    fn promote<'a>(
-        &'a self,
-        node: &'a DeadpoolNode,
-    ) -> impl Future<Output = Result<()>> + Send + 'a {
-        async move {
-            let client = connect(&node.config).await?;
-            match client.query_one(PROMOTE_SQL, &[]).await {
-                Ok(row) if row.get::<_, bool>(0) => Ok(()),
-                Ok(_) => Err(Error::Timeout {
-                    what: "pg_promote",
-                    after: Duration::from_secs(60),
-                    may_have_executed: true,
-                }),
-                Err(e) if already_primary(e.code().map(|c| c.code())) => Ok(()),
-                Err(e) => Err(pg_error("promote", e)),
-            }
+    async fn promote(&self, node: &DeadpoolNode) -> Result<()> {
+        let client = connect(&node.config).await?;
+        match client.query_one(PROMOTE_SQL, &[]).await {
+            Ok(row) if row.get::<_, bool>(0) => Ok(()),
+            Ok(_) => Err(Error::Timeout {
+                what: "pg_promote",
+                after: Duration::from_secs(60),
+                may_have_executed: true,
+            }),
+            Err(e) if already_primary(e.code().map(|c| c.code())) => Ok(()),
+            Err(e) => Err(pg_error("promote", e)),
         }
     }
 

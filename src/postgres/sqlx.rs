@@ -57,7 +57,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Mutex, broadcast};
 
-/// Classifies a sqlx error (see [`classify_sqlstate`](crate::postgres::classify_sqlstate)
+/// Classifies a sqlx error (see [`classify_sqlstate`]
 /// for database errors). I/O, TLS, pool-timeout, pool-closed and protocol
 /// errors are failover-class; a refused connection or a pool timeout
 /// certainly did not execute.
@@ -145,6 +145,7 @@ impl Backend for SqlxPostgres {
             .connect_lazy_with(node.options.clone()))
     }
 
+    #[allow(clippy::manual_async_fn)] // the future must not borrow `self`
     fn close_pool(&self, pool: PgPool) -> impl Future<Output = ()> + Send + 'static {
         async move { pool.close().await }
     }
@@ -157,45 +158,41 @@ impl Backend for SqlxPostgres {
         pool.acquire()
     }
 
-    fn probe<'a>(&'a self, node: &'a SqlxNode) -> impl Future<Output = Result<Probe>> + Send + 'a {
-        async move {
-            let mut slot = node.probe.lock().await;
-            // Taken out: if this future is cancelled (timeout), the connection
-            // (possibly mid-query on a frozen server) is dropped, not reused.
-            let mut conn = match slot.take() {
-                Some(c) => c,
-                None => PgConnection::connect_with(&node.options)
-                    .await
-                    .map_err(|e| node_error("probe connect", e))?,
-            };
-            let row: (bool, i64, i64, Option<i64>, Option<f64>) = sqlx::query_as(PROBE_SQL)
-                .fetch_one(&mut conn)
+    async fn probe(&self, node: &SqlxNode) -> Result<Probe> {
+        let mut slot = node.probe.lock().await;
+        // Taken out: if this future is cancelled (timeout), the connection
+        // (possibly mid-query on a frozen server) is dropped, not reused.
+        let mut conn = match slot.take() {
+            Some(c) => c,
+            None => PgConnection::connect_with(&node.options)
                 .await
-                .map_err(|e| node_error("probe", e))?;
-            *slot = Some(conn);
-            Ok(probe_from_row(row.0, row.1, row.2, row.3, row.4))
-        }
+                .map_err(|e| node_error("probe connect", e))?,
+        };
+        let row: (bool, i64, i64, Option<i64>, Option<f64>) = sqlx::query_as(PROBE_SQL)
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|e| node_error("probe", e))?;
+        *slot = Some(conn);
+        Ok(probe_from_row(row.0, row.1, row.2, row.3, row.4))
     }
 
-    fn promote<'a>(&'a self, node: &'a SqlxNode) -> impl Future<Output = Result<()>> + Send + 'a {
-        async move {
-            let mut conn = PgConnection::connect_with(&node.options)
-                .await
-                .map_err(|e| node_error("promote connect", e))?;
-            let res = sqlx::query_scalar::<_, bool>(PROMOTE_SQL)
-                .fetch_one(&mut conn)
-                .await;
-            let _ = conn.close().await;
-            match res {
-                Ok(true) => Ok(()),
-                Ok(false) => Err(Error::Timeout {
-                    what: "pg_promote",
-                    after: Duration::from_secs(60),
-                    may_have_executed: true,
-                }),
-                Err(sqlx::Error::Database(db)) if already_primary(db.code().as_deref()) => Ok(()),
-                Err(e) => Err(node_error("promote", e)),
-            }
+    async fn promote(&self, node: &SqlxNode) -> Result<()> {
+        let mut conn = PgConnection::connect_with(&node.options)
+            .await
+            .map_err(|e| node_error("promote connect", e))?;
+        let res = sqlx::query_scalar::<_, bool>(PROMOTE_SQL)
+            .fetch_one(&mut conn)
+            .await;
+        let _ = conn.close().await;
+        match res {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Error::Timeout {
+                what: "pg_promote",
+                after: Duration::from_secs(60),
+                may_have_executed: true,
+            }),
+            Err(sqlx::Error::Database(db)) if already_primary(db.code().as_deref()) => Ok(()),
+            Err(e) => Err(node_error("promote", e)),
         }
     }
 
