@@ -27,7 +27,7 @@
 //! ```
 
 use crate::core::breaker::{BreakerConfig, CallOutcome};
-use crate::core::clock::now_nanos;
+use crate::core::clock::{instant_of, nanos_of, now_nanos};
 use crate::core::endpoint::{Endpoint, Health};
 use crate::core::events::{EndpointStats, Event, EventBus, EventKind, Stats, names};
 use crate::core::health::{
@@ -469,10 +469,10 @@ impl Failover {
     /// that manage the call themselves; pair it with [`Failover::record`]).
     pub fn pick(&self) -> Result<Arc<LiveEndpoint>> {
         let excluded = Excluded::new();
-        self.pick_excluding(&excluded, now_nanos())
+        Ok(self.pick_excluding(&excluded, now_nanos())?.1)
     }
 
-    fn pick_excluding(&self, excluded: &Excluded, now: u64) -> Result<Arc<LiveEndpoint>> {
+    fn pick_excluding(&self, excluded: &Excluded, now: u64) -> Result<(usize, Arc<LiveEndpoint>)> {
         let inner = &*self.inner;
         let snap = inner.set.snapshot();
         if snap.is_empty() {
@@ -507,7 +507,7 @@ impl Failover {
                 inner.strategy.pick(&ctx)
             });
         match idx {
-            Some(i) => Ok(Arc::clone(&snap.endpoints()[i])),
+            Some(i) => Ok((i, Arc::clone(&snap.endpoints()[i]))),
             None => Err(Error::AllEndpointsDown { total: snap.len() }),
         }
     }
@@ -571,6 +571,7 @@ impl Failover {
         let inner = &*self.inner;
         let policy = &inner.retry;
         let started = Instant::now();
+        let mut clock = nanos_of(started);
         let deadline = opts.deadline.or(policy.deadline).map(|d| started + d);
         let idempotent = matches!(opts.idempotency, Idempotency::Idempotent);
         inner.counters.requests.fetch_add(1, Relaxed);
@@ -584,7 +585,7 @@ impl Failover {
             attempt += 1;
             if attempt > 1 {
                 if let Some(budget) = &inner.budget
-                    && !budget.try_withdraw()
+                    && !budget.try_withdraw_at(now_nanos())
                 {
                     inner.metrics.budget_exhausted.increment(1);
                     inner.events.emit(EventKind::RetryBudgetExhausted);
@@ -607,10 +608,11 @@ impl Failover {
                     });
                 }
                 tokio::time::sleep_until(wake).await;
+                clock = now_nanos();
             }
-            let now = now_nanos();
-            let ep = match self.pick_excluding(&excluded, now) {
-                Ok(ep) => ep,
+            let now = clock;
+            let (index, ep) = match self.pick_excluding(&excluded, now) {
+                Ok(picked) => picked,
                 Err(e) => break Err(e),
             };
             if let Some(prev) = &previous
@@ -625,9 +627,7 @@ impl Failover {
                 });
             }
             previous = Some(Arc::clone(&ep.endpoint().id));
-            if let Some(i) = inner.set.snapshot().index_of(ep.id()) {
-                excluded.insert(i);
-            }
+            excluded.insert(index);
 
             let permit = match ep.breaker().try_acquire(now) {
                 Ok(p) => p,
@@ -646,7 +646,7 @@ impl Failover {
                 self.breaker_event(&ep, t);
             }
             let guard = ep.start_call();
-            let attempt_started = Instant::now();
+            let attempt_started = instant_of(now);
             let timeout = match (policy.attempt_timeout, deadline) {
                 (Some(t), Some(d)) => Some(t.min(d.saturating_duration_since(attempt_started))),
                 (Some(t), None) => Some(t),
@@ -656,7 +656,7 @@ impl Failover {
             let span = tracing::debug_span!("failover.attempt", manager = %inner.name, endpoint = %ep.id(), attempt);
             let fut = op(Arc::clone(&ep)).instrument(span);
             let outcome = match timeout {
-                Some(t) => match tokio::time::timeout(t, fut).await {
+                Some(t) => match tokio::time::timeout_at(attempt_started + t, fut).await {
                     Ok(r) => r.map_err(|e| (e.classify(), e.into())),
                     Err(_) => Err((
                         ErrorClass::maybe_executed(),
@@ -670,8 +670,10 @@ impl Failover {
                 None => fut.await.map_err(|e| (e.classify(), e.into())),
             };
             drop(guard);
-            let elapsed = attempt_started.elapsed();
-            let now = now_nanos();
+            let ended = Instant::now();
+            let now = nanos_of(ended);
+            clock = now;
+            let elapsed = ended.saturating_duration_since(attempt_started);
             match outcome {
                 Ok(value) => {
                     if let Some(t) = permit.record(CallOutcome::Success, elapsed, now) {
@@ -679,7 +681,7 @@ impl Failover {
                     }
                     self.record_attempt(&ep, true, elapsed, now);
                     if let Some(b) = &inner.budget {
-                        b.deposit();
+                        b.deposit_at(now);
                     }
                     break Ok(Served {
                         value,
@@ -733,7 +735,7 @@ impl Failover {
                 }
             }
         };
-        let elapsed = started.elapsed();
+        let elapsed = instant_of(clock).saturating_duration_since(started);
         inner.latency.record(elapsed);
         inner.metrics.duration.record(elapsed.as_secs_f64());
         match &result {

@@ -347,10 +347,16 @@ impl RetryBudget {
     /// Records a successful call, making `retry_ratio` more retries
     /// available for the next `ttl`.
     pub fn deposit(&self) {
+        self.deposit_at(now_nanos());
+    }
+
+    /// [`RetryBudget::deposit`] with the current [`clock`](crate::core::clock)
+    /// reading supplied by the caller (saves a clock read on hot paths).
+    pub fn deposit_at(&self, now: u64) {
         if self.deposit_amount == 0 {
             return;
         }
-        let (i, cur) = self.epoch(now_nanos());
+        let (i, cur) = self.epoch(now);
         let slot = &self.slots[i];
         let mut word = slot.load(Ordering::SeqCst);
         loop {
@@ -371,7 +377,12 @@ impl RetryBudget {
     /// the budget is exhausted. Never lets concurrent callers take more than
     /// the budget holds.
     pub fn try_withdraw(&self) -> bool {
-        let (i, cur) = self.epoch(now_nanos());
+        self.try_withdraw_at(now_nanos())
+    }
+
+    /// [`RetryBudget::try_withdraw`] with the current clock reading supplied by the caller.
+    pub fn try_withdraw_at(&self, now: u64) -> bool {
+        let (i, cur) = self.epoch(now);
         if self.balance(cur) < WITHDRAW {
             return false;
         }
