@@ -106,6 +106,8 @@ pub(crate) struct Reconciler {
     /// The node this pool promoted or followed last: wins ties.
     preferred: Option<usize>,
     readers: Vec<usize>,
+    /// Whether any writer was ever seen (finding the first one is not a failover).
+    had_writer: bool,
 }
 
 impl Reconciler {
@@ -134,6 +136,7 @@ impl Reconciler {
             last_writer_position: 0,
             preferred: None,
             readers: Vec::new(),
+            had_writer: false,
         }
     }
 
@@ -300,7 +303,7 @@ impl Reconciler {
                         self.writer_lost_at = Some(now);
                     }
                     if let Some(lost) = self.writer_lost_at.take()
-                        && old.is_some()
+                        && self.had_writer
                     {
                         out.events.push(EventKind::FailoverFinished {
                             new_writer: Arc::clone(&self.nodes[new].id),
@@ -318,6 +321,7 @@ impl Reconciler {
         if let Some(w) = self.writer {
             self.last_writer_position = self.nodes[w].position;
             self.writer_lost_at = None;
+            self.had_writer = true;
         }
 
         // 5. Replica lag against the writer (or its last known position).
