@@ -41,9 +41,11 @@ use std::time::Duration;
 
 pub mod pg;
 pub mod process;
+pub mod proxy;
 
 pub use pg::{LocalPgCluster, PgClusterOptions, PgLsn, PgNode, PgRole};
 pub use process::{ProcessGroup, ServerUser};
+pub use proxy::{FaultProxy, ProxyMode};
 
 /// Errors from starting, controlling or querying a local drill cluster.
 #[derive(Debug, thiserror::Error)]
