@@ -222,6 +222,100 @@ pub struct PgFailoverConfig {
     pub pool: PoolConfig,
 }
 
+/// Builds a [`FailoverPgPool`] from URLs and options.
+///
+/// ```no_run
+/// # async fn demo() -> failover_pool::Result<()> {
+/// use failover_pool::pool::{PromotionPolicy, ReadPreference};
+/// use failover_pool::postgres::sqlx::FailoverPgPool;
+/// use std::time::Duration;
+///
+/// let pool = FailoverPgPool::builder()
+///     .url("postgres://app@db-a/app")
+///     .url("postgres://app@db-b/app")
+///     .name("orders")
+///     .promotion(PromotionPolicy::automatic())
+///     .read_preference(ReadPreference::Nearest)
+///     .max_replica_lag(Duration::from_secs(2))
+///     .connect()
+///     .await?;
+/// # let _ = pool; Ok(()) }
+/// ```
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct FailoverPgPoolBuilder {
+    urls: Vec<String>,
+    config: PoolConfig,
+}
+
+impl FailoverPgPoolBuilder {
+    /// Adds a node URL.
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.urls.push(url.into());
+        self
+    }
+
+    /// Adds node URLs.
+    pub fn urls<S: Into<String>>(mut self, urls: impl IntoIterator<Item = S>) -> Self {
+        self.urls.extend(urls.into_iter().map(Into::into));
+        self
+    }
+
+    /// Replaces the whole pool configuration.
+    pub fn config(mut self, config: PoolConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Name used in events, metrics and logs.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.config.name = name.into();
+        self
+    }
+
+    /// Promotion policy.
+    pub fn promotion(mut self, policy: crate::pool::PromotionPolicy) -> Self {
+        self.config.promotion = policy;
+        self
+    }
+
+    /// Default read preference of `reader()`.
+    pub fn read_preference(mut self, pref: ReadPreference) -> Self {
+        self.config.read_preference = pref;
+        self
+    }
+
+    /// Largest replay delay of a replica that serves reads.
+    pub fn max_replica_lag(mut self, lag: Duration) -> Self {
+        self.config.max_replica_lag = Some(lag);
+        self
+    }
+
+    /// Connections per node pool.
+    pub fn max_connections(mut self, n: u32) -> Self {
+        self.config.max_connections = n;
+        self
+    }
+
+    /// How long callers wait for a writer (or reader) during a failover.
+    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.config.acquire_timeout = timeout;
+        self
+    }
+
+    /// How often nodes are probed.
+    pub fn probe_interval(mut self, interval: Duration) -> Self {
+        self.config.probe_interval = interval;
+        self
+    }
+
+    /// Validates, probes the nodes and starts the pool.
+    pub async fn connect(self) -> Result<FailoverPgPool> {
+        let urls: Vec<&str> = self.urls.iter().map(String::as_str).collect();
+        FailoverPgPool::connect_with(&urls, self.config).await
+    }
+}
+
 /// A failover-aware drop-in for `sqlx::PgPool`. Cheap to clone.
 #[derive(Clone)]
 pub struct FailoverPgPool {
@@ -254,6 +348,11 @@ fn to_sqlx(e: Error) -> sqlx::Error {
 }
 
 impl FailoverPgPool {
+    /// A builder (URLs plus options).
+    pub fn builder() -> FailoverPgPoolBuilder {
+        FailoverPgPoolBuilder::default()
+    }
+
     /// Connects with default settings (see [`PoolConfig`]): the node URLs in
     /// any order; roles are discovered.
     pub async fn connect(urls: &[&str]) -> Result<Self> {

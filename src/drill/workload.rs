@@ -1,0 +1,535 @@
+//! The drill's workload: writers inserting unique ids and readers checking
+//! read-your-writes, through the crate's failover pools, with every attempt
+//! recorded for the analysis in [`report`](super::report).
+//!
+//! # Table
+//! [`TABLE_SQL`]: `drill_writes (id bigint primary key, writer int, at
+//! timestamptz default now())`.
+//!
+//! # Writers
+//! Each writer task takes the next id from one global counter (so every id
+//! is attempted exactly once, by one writer) and inserts it through the
+//! pool's writer, under a client-side time limit ([`WorkloadConfig::op_timeout`])
+//! so that a frozen node cannot hang a writer. Every attempt becomes a
+//! [`WriteRecord`]: id, start, end and either success (the acknowledgement
+//! time is the end) or an error kind (see [`error kinds`](#error-kinds)).
+//! After an error a writer sleeps 5 ms so that it does not spin.
+//!
+//! # Readers and stale reads
+//! Reader `k` is paired with writer `k % writers` (its *sibling*). Before each
+//! read it loads the highest id the sibling has had acknowledged so far
+//! (`X`, if any), then asks a node chosen by the pool's read preference
+//! whether row `X` exists ([`READ_SQL`], a primary-key lookup).
+//!
+//! A **stale read** is a read that succeeded but did not see `X`: a write
+//! acknowledged *before the read started* was invisible to it (a failed
+//! read-your-writes check). With a replica read preference this is
+//! expected now and then (asynchronous replication lags by a few
+//! milliseconds); an acknowledged write lost in a failover also shows up as
+//! stale reads afterwards. They are counted, never treated as failures.
+//!
+//! # Error kinds
+//! * the crate's [`ErrorCode`](crate::ErrorCode) string (`no_writer`,
+//!   `timeout`, ...) when the pool itself refused;
+//! * `timeout`: the client-side limit passed;
+//! * `db:<SQLSTATE>`: the server answered with an error (`db:57P01`, ...);
+//! * `io`: the connection failed (reset, refused, closed mid-query);
+//! * `closed`: a tokio-postgres connection was already closed;
+//! * `pool_timed_out`, `pool_closed`, `protocol`, `tls`, `worker_crashed`:
+//!   the sqlx errors of those names (sqlx reports "no writer within the
+//!   acquire timeout" as `pool_timed_out`);
+//! * `sqlx`, `pg`: any other client error.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::core::events::Event;
+use crate::pool::{FailoverPool, PoolConfig, Topology};
+use crate::postgres::deadpool::{DeadpoolPostgres, classify_pg};
+use crate::postgres::sqlx::FailoverPgPool;
+
+/// Creates the drill's table.
+pub const TABLE_SQL: &str = "CREATE TABLE IF NOT EXISTS drill_writes \
+     (id bigint PRIMARY KEY, writer int NOT NULL, at timestamptz NOT NULL DEFAULT now())";
+/// One write: `$1` the id, `$2` the writer number.
+pub const INSERT_SQL: &str = "INSERT INTO drill_writes (id, writer) VALUES ($1, $2)";
+/// One read: whether row `$1` exists.
+pub const READ_SQL: &str = "SELECT EXISTS (SELECT 1 FROM drill_writes WHERE id = $1)";
+/// Reads every id (for the final set check).
+pub const ALL_IDS_SQL: &str = "SELECT id FROM drill_writes";
+
+/// How long a worker sleeps after an error.
+const ERROR_PAUSE: Duration = Duration::from_millis(5);
+
+/// Which client library the workload goes through.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum DrillBackend {
+    /// sqlx: [`FailoverPgPool`] used as a `sqlx::Executor`.
+    #[default]
+    Sqlx,
+    /// deadpool-postgres: `FailoverPool<DeadpoolPostgres>`.
+    Deadpool,
+}
+
+impl DrillBackend {
+    /// The name used on the command line and in reports.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DrillBackend::Sqlx => "sqlx",
+            DrillBackend::Deadpool => "deadpool",
+        }
+    }
+}
+
+/// The failover pool the workload runs through, for either backend.
+#[derive(Debug, Clone)]
+pub enum DrillPool {
+    /// The sqlx drop-in pool.
+    Sqlx(FailoverPgPool),
+    /// The deadpool-postgres pool.
+    Deadpool(FailoverPool<DeadpoolPostgres>),
+}
+
+impl DrillPool {
+    /// Connects a pool of the given backend to `urls`.
+    ///
+    /// # Errors
+    ///
+    /// The pool's configuration or URL errors.
+    pub async fn connect(
+        backend: DrillBackend,
+        urls: &[&str],
+        config: PoolConfig,
+    ) -> crate::Result<DrillPool> {
+        Ok(match backend {
+            DrillBackend::Sqlx => DrillPool::Sqlx(FailoverPgPool::connect_with(urls, config).await?),
+            DrillBackend::Deadpool => {
+                DrillPool::Deadpool(FailoverPool::<DeadpoolPostgres>::connect(urls, config).await?)
+            }
+        })
+    }
+
+    /// Subscribes to the pool's events.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        match self {
+            DrillPool::Sqlx(p) => p.subscribe(),
+            DrillPool::Deadpool(p) => p.subscribe(),
+        }
+    }
+
+    /// The pool's current topology.
+    pub fn topology(&self) -> Arc<Topology> {
+        match self {
+            DrillPool::Sqlx(p) => p.topology(),
+            DrillPool::Deadpool(p) => p.topology(),
+        }
+    }
+
+    /// Probes every node now and returns the new topology.
+    pub async fn refresh(&self) -> Arc<Topology> {
+        match self {
+            DrillPool::Sqlx(p) => p.failover().refresh().await,
+            DrillPool::Deadpool(p) => p.refresh().await,
+        }
+    }
+
+    /// The current writer's node id, if one is known.
+    pub fn writer_id(&self) -> Option<String> {
+        self.topology().writer_status().map(|n| n.id.to_string())
+    }
+
+    /// Inserts row `id` for writer `writer` through the pool's writer;
+    /// an error is returned as its [kind](self#error-kinds).
+    ///
+    /// # Errors
+    ///
+    /// The error kind.
+    pub async fn write(&self, id: i64, writer: i32) -> Result<(), String> {
+        match self {
+            DrillPool::Sqlx(pool) => sqlx::query(INSERT_SQL)
+                .bind(id)
+                .bind(writer)
+                .execute(pool)
+                .await
+                .map(drop)
+                .map_err(|e| sqlx_kind(&e)),
+            DrillPool::Deadpool(pool) => {
+                let (conn, node) = pool.acquire_writer().await.map_err(|e| crate_kind(&e))?;
+                let result = async {
+                    let stmt = conn.prepare_cached(INSERT_SQL).await?;
+                    conn.execute(&stmt, &[&id, &writer]).await
+                }
+                .await;
+                result.map(drop).map_err(|e| {
+                    if classify_pg(&e).is_failover() {
+                        pool.report_failure(&node);
+                    }
+                    pg_kind(&e)
+                })
+            }
+        }
+    }
+
+    /// Whether row `id` exists, read from a node chosen by the pool's read
+    /// preference; a failover-class failure is reported to the pool.
+    ///
+    /// # Errors
+    ///
+    /// The error kind.
+    pub async fn read_contains(&self, id: i64) -> Result<bool, String> {
+        match self {
+            DrillPool::Sqlx(pool) => {
+                let node = pool
+                    .failover()
+                    .reader_node()
+                    .await
+                    .map_err(|e| crate_kind(&e))?;
+                sqlx::query_scalar::<_, bool>(READ_SQL)
+                    .bind(id)
+                    .fetch_one(&node.pool)
+                    .await
+                    .map_err(|e| {
+                        pool.failover().report(&node, &e);
+                        sqlx_kind(&e)
+                    })
+            }
+            DrillPool::Deadpool(pool) => {
+                let (conn, node) = pool.acquire_reader().await.map_err(|e| crate_kind(&e))?;
+                let result = async {
+                    let stmt = conn.prepare_cached(READ_SQL).await?;
+                    conn.query_one(&stmt, &[&id]).await?.try_get::<_, bool>(0)
+                }
+                .await;
+                result.map_err(|e| {
+                    if classify_pg(&e).is_failover() {
+                        pool.report_failure(&node);
+                    }
+                    pg_kind(&e)
+                })
+            }
+        }
+    }
+
+    /// Stops the prober and closes every node pool.
+    pub async fn close(&self) {
+        match self {
+            DrillPool::Sqlx(p) => p.close().await,
+            DrillPool::Deadpool(p) => p.close().await,
+        }
+    }
+}
+
+/// The kind of one of the crate's errors: its code.
+pub fn crate_kind(e: &crate::Error) -> String {
+    e.code().as_str().to_owned()
+}
+
+/// The kind of a sqlx error (see the [module docs](self#error-kinds)).
+pub fn sqlx_kind(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(db) => match db.code() {
+            Some(code) => format!("db:{code}"),
+            None => "db".to_owned(),
+        },
+        sqlx::Error::Io(_) => "io".to_owned(),
+        sqlx::Error::PoolTimedOut => "pool_timed_out".to_owned(),
+        sqlx::Error::PoolClosed => "pool_closed".to_owned(),
+        sqlx::Error::Protocol(_) => "protocol".to_owned(),
+        sqlx::Error::Tls(_) => "tls".to_owned(),
+        sqlx::Error::WorkerCrashed => "worker_crashed".to_owned(),
+        sqlx::Error::Configuration(source) => match source.downcast_ref::<crate::Error>() {
+            Some(e) => crate_kind(e),
+            None => "sqlx".to_owned(),
+        },
+        _ => "sqlx".to_owned(),
+    }
+}
+
+/// The kind of a tokio-postgres error (see the [module docs](self#error-kinds)).
+pub fn pg_kind(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("db:{}", db.code().code());
+    }
+    if e.is_closed() {
+        return "closed".to_owned();
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.is::<std::io::Error>() {
+            return "io".to_owned();
+        }
+        source = s.source();
+    }
+    "pg".to_owned()
+}
+
+/// One write attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteRecord {
+    /// The id inserted (unique over the drill).
+    pub id: i64,
+    /// The writer task's number.
+    pub writer: u32,
+    /// When the attempt started, since the drill's start.
+    pub start: Duration,
+    /// When it ended (for a success: when it was acknowledged).
+    pub end: Duration,
+    /// `None` for an acknowledged write, else the error kind.
+    pub error: Option<String>,
+}
+
+impl WriteRecord {
+    /// Whether the write was acknowledged.
+    pub fn is_ok(&self) -> bool {
+        self.error.is_none()
+    }
+}
+
+/// One read attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadRecord {
+    /// The reader task's number.
+    pub reader: u32,
+    /// When the read started, since the drill's start.
+    pub start: Duration,
+    /// When it ended.
+    pub end: Duration,
+    /// The id checked: the sibling writer's latest acknowledged id when the
+    /// read started (`None` before its first acknowledged write).
+    pub checked_id: Option<i64>,
+    /// `Ok(seen)` for a successful read (whether row `checked_id` was
+    /// there), else the error kind.
+    pub result: Result<bool, String>,
+}
+
+impl ReadRecord {
+    /// Whether the read succeeded.
+    pub fn is_ok(&self) -> bool {
+        self.result.is_ok()
+    }
+
+    /// Whether it is a stale read: it succeeded, checked an id and did not
+    /// see it (see the [module docs](self#readers-and-stale-reads)).
+    pub fn is_stale(&self) -> bool {
+        self.checked_id.is_some() && matches!(self.result, Ok(false))
+    }
+}
+
+/// Settings of a [`Workload`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkloadConfig {
+    /// Number of writer tasks (at least one).
+    pub writers: usize,
+    /// Number of reader tasks.
+    pub readers: usize,
+    /// Client-side limit of one operation.
+    pub op_timeout: Duration,
+}
+
+/// Running totals, for progress display.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkloadCounters {
+    /// Acknowledged writes.
+    pub ok_writes: u64,
+    /// Successful reads.
+    pub ok_reads: u64,
+    /// Failed operations (writes and reads).
+    pub errors: u64,
+}
+
+#[derive(Debug)]
+struct Shared {
+    pool: DrillPool,
+    t0: Instant,
+    op_timeout: Duration,
+    stop: AtomicBool,
+    next_id: AtomicI64,
+    /// Per writer: its latest acknowledged id (0: none yet).
+    last_acked: Vec<AtomicI64>,
+    ok_writes: AtomicU64,
+    ok_reads: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// Everything the workload recorded.
+#[derive(Debug, Clone, Default)]
+pub struct WorkloadRecords {
+    /// Every write attempt, by id.
+    pub writes: Vec<WriteRecord>,
+    /// Every read attempt, by start time.
+    pub reads: Vec<ReadRecord>,
+}
+
+/// The running writer and reader tasks.
+#[derive(Debug)]
+pub struct Workload {
+    shared: Arc<Shared>,
+    writers: Vec<JoinHandle<Vec<WriteRecord>>>,
+    readers: Vec<JoinHandle<Vec<ReadRecord>>>,
+}
+
+impl Workload {
+    /// Starts the writer and reader tasks; times are recorded relative to
+    /// `t0`. Ids start at 1.
+    pub fn start(pool: DrillPool, config: WorkloadConfig, t0: Instant) -> Workload {
+        let writers = config.writers.max(1);
+        let shared = Arc::new(Shared {
+            pool,
+            t0,
+            op_timeout: config.op_timeout,
+            stop: AtomicBool::new(false),
+            next_id: AtomicI64::new(1),
+            last_acked: (0..writers).map(|_| AtomicI64::new(0)).collect(),
+            ok_writes: AtomicU64::new(0),
+            ok_reads: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+        });
+        let writer_tasks = (0..writers)
+            .map(|w| tokio::spawn(write_loop(Arc::clone(&shared), w)))
+            .collect();
+        let reader_tasks = (0..config.readers)
+            .map(|r| tokio::spawn(read_loop(Arc::clone(&shared), r, r % writers)))
+            .collect();
+        Workload {
+            shared,
+            writers: writer_tasks,
+            readers: reader_tasks,
+        }
+    }
+
+    /// The totals so far.
+    pub fn counters(&self) -> WorkloadCounters {
+        WorkloadCounters {
+            ok_writes: self.shared.ok_writes.load(Ordering::Relaxed),
+            ok_reads: self.shared.ok_reads.load(Ordering::Relaxed),
+            errors: self.shared.errors.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Stops every task (operations in flight finish or time out) and
+    /// returns the records.
+    pub async fn stop(self) -> WorkloadRecords {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        let mut records = WorkloadRecords::default();
+        for handle in self.writers {
+            // A panicked task loses its records; the drill reports what is left.
+            if let Ok(mut w) = handle.await {
+                records.writes.append(&mut w);
+            }
+        }
+        for handle in self.readers {
+            if let Ok(mut r) = handle.await {
+                records.reads.append(&mut r);
+            }
+        }
+        records.writes.sort_by_key(|w| w.id);
+        records.reads.sort_by_key(|r| r.start);
+        records
+    }
+}
+
+async fn write_loop(shared: Arc<Shared>, writer: usize) -> Vec<WriteRecord> {
+    let mut records = Vec::new();
+    let writer_no = writer as i32;
+    while !shared.stop.load(Ordering::Relaxed) {
+        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let start = shared.t0.elapsed();
+        let result = tokio::time::timeout(shared.op_timeout, shared.pool.write(id, writer_no)).await;
+        let end = shared.t0.elapsed();
+        let error = match result {
+            Ok(Ok(())) => None,
+            Ok(Err(kind)) => Some(kind),
+            Err(_) => Some("timeout".to_owned()),
+        };
+        let ok = error.is_none();
+        records.push(WriteRecord {
+            id,
+            writer: writer as u32,
+            start,
+            end,
+            error,
+        });
+        if ok {
+            shared.last_acked[writer].store(id, Ordering::Relaxed);
+            shared.ok_writes.fetch_add(1, Ordering::Relaxed);
+        } else {
+            shared.errors.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(ERROR_PAUSE).await;
+        }
+    }
+    records
+}
+
+async fn read_loop(shared: Arc<Shared>, reader: usize, sibling: usize) -> Vec<ReadRecord> {
+    let mut records = Vec::new();
+    while !shared.stop.load(Ordering::Relaxed) {
+        let acked = shared.last_acked[sibling].load(Ordering::Relaxed);
+        let checked_id = (acked > 0).then_some(acked);
+        let start = shared.t0.elapsed();
+        let result =
+            tokio::time::timeout(shared.op_timeout, shared.pool.read_contains(acked)).await;
+        let end = shared.t0.elapsed();
+        let result = match result {
+            Ok(r) => r,
+            Err(_) => Err("timeout".to_owned()),
+        };
+        let ok = result.is_ok();
+        records.push(ReadRecord {
+            reader: reader as u32,
+            start,
+            end,
+            checked_id,
+            result,
+        });
+        if ok {
+            shared.ok_reads.fetch_add(1, Ordering::Relaxed);
+        } else {
+            shared.errors.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(ERROR_PAUSE).await;
+        }
+    }
+    records
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_reads_need_a_checked_id() {
+        let read = |checked_id, result| ReadRecord {
+            reader: 0,
+            start: Duration::ZERO,
+            end: Duration::ZERO,
+            checked_id,
+            result,
+        };
+        assert!(read(Some(5), Ok(false)).is_stale());
+        assert!(!read(Some(5), Ok(true)).is_stale());
+        assert!(!read(None, Ok(false)).is_stale());
+        assert!(!read(Some(5), Err("io".into())).is_stale());
+    }
+
+    #[test]
+    fn crate_errors_use_their_code() {
+        let e = crate::Error::NoWriter {
+            waited: Duration::from_secs(1),
+            last: None,
+        };
+        assert_eq!(crate_kind(&e), "no_writer");
+        let wrapped = sqlx::Error::Configuration(Box::new(crate::Error::Closed));
+        assert_eq!(sqlx_kind(&wrapped), "closed");
+        assert_eq!(sqlx_kind(&sqlx::Error::PoolTimedOut), "pool_timed_out");
+        let io = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert_eq!(sqlx_kind(&io), "io");
+    }
+}
