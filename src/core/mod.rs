@@ -17,14 +17,14 @@ pub mod strategy;
 pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker};
 pub use endpoint::{Endpoint, Health, Role};
 pub use events::{Event, EventKind, Stats};
+pub use executor::{CallOptions, Classified, Classify, Failover, FailoverBuilder, Served};
+#[cfg(feature = "http")]
+pub use health::HttpCheck;
 pub use health::{
     CheckReport, HealthCheck, HealthCheckConfig, HealthChecker, OutlierConfig, OutlierDetector,
     TaskHandle, TcpCheck,
 };
-#[cfg(feature = "http")]
-pub use health::HttpCheck;
 pub use retry::{Backoff, BudgetConfig, Idempotency, Jitter, RetryBudget, RetryPolicy};
-pub use executor::{CallOptions, Classified, Classify, Failover, FailoverBuilder, Served};
 pub use set::{EndpointSet, LiveEndpoint, Snapshot};
 pub use stats::{LatencyHistogram, LatencySummary};
 pub use strategy::{

@@ -172,12 +172,11 @@ pub struct ReportInput<'a> {
     pub writers: usize,
     /// Reader task count.
     pub readers: usize,
-    /// How long the workload ran (since the drill's start).
+    /// When the workload was told to stop (since the drill's start);
+    /// operations in flight then may end later.
     pub duration: Duration,
     /// When the fault took effect (since the drill's start).
     pub fault_at: Duration,
-    /// The orchestrator's detection delay (external promotion).
-    pub external_delay: Duration,
     /// Every write attempt.
     pub writes: &'a [WriteRecord],
     /// Every read attempt.
@@ -192,8 +191,7 @@ pub struct ReportInput<'a> {
     pub survivor_ids: &'a BTreeSet<i64>,
     /// Ids on every other node that reported itself primary at the end.
     pub other_primary_ids: &'a BTreeSet<i64>,
-    /// Whether the other primaries could be read (if not,
-    /// `writes_to_fenced_node` is unknown and reported as a note).
+    /// Remarks to pass on (e.g. a node that could not be read).
     pub notes: Vec<String>,
 }
 
@@ -379,7 +377,14 @@ impl DrillReport {
         let ops_per_sec_before = rate(Duration::ZERO, fault_at);
         let ops_per_sec_after = first_after.map_or(0.0, |a| rate(a, input.duration));
 
-        let buckets = (ms(input.duration) / ms(BUCKET) + 1) as usize;
+        let last_end = writes
+            .iter()
+            .map(|w| w.end)
+            .chain(reads.iter().map(|r| r.end))
+            .max()
+            .unwrap_or_default()
+            .max(input.duration);
+        let buckets = (ms(last_end) / ms(BUCKET) + 1) as usize;
         let mut timeline: Vec<TimelineBucket> = (0..buckets)
             .map(|i| TimelineBucket {
                 t_ms: i as u64 * ms(BUCKET),
@@ -446,7 +451,7 @@ impl DrillReport {
                 .notes
                 .push(format!("unexpected ids on the survivor: {sample:?}"));
         }
-        report.goals = goals(&report, input.external_delay);
+        report.goals = goals(&report);
         report
     }
 
@@ -608,14 +613,13 @@ fn section(s: &mut String, title: &str, rows: &[(&str, String)]) {
 }
 
 /// The goals that apply to a drill with these settings.
-fn goals(r: &DrillReport, external_delay: Duration) -> Vec<Goal> {
+fn goals(r: &DrillReport) -> Vec<Goal> {
     let mut goals = Vec::new();
     let max_gap = match (r.fault, r.promotion) {
         (Fault::Crash, Promotion::Automatic) => Some(500),
         (Fault::Freeze, _) => Some(2000),
         _ => None,
     };
-    let _ = external_delay;
     if let Some(max) = max_gap {
         goals.push(Goal {
             name: "write_gap_ms".into(),

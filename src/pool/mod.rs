@@ -236,7 +236,7 @@ impl<B: Backend> FailoverPool<B> {
     /// writer is known.
     pub async fn writer_node(&self) -> Result<NodeRef<B>> {
         let deadline = Instant::now() + self.inner.config.acquire_timeout;
-        self.wait_for(deadline, None, |t| t.writer).await
+        self.wait_for(deadline, None, true, |t| t.writer).await
     }
 
     /// A reader's pool for the pool's default read preference.
@@ -249,7 +249,7 @@ impl<B: Backend> FailoverPool<B> {
     pub async fn reader_node_with(&self, pref: ReadPreference) -> Result<NodeRef<B>> {
         let deadline = Instant::now() + self.inner.config.acquire_timeout;
         let rr = &self.inner.read_rr;
-        self.wait_for(deadline, None, |t| pick_reader(t, pref, rr))
+        self.wait_for(deadline, None, false, |t| pick_reader(t, pref, rr))
             .await
     }
 
@@ -257,7 +257,7 @@ impl<B: Backend> FailoverPool<B> {
     pub async fn reader_node_after(&self, token: WriteToken) -> Result<NodeRef<B>> {
         let deadline = Instant::now() + self.inner.config.acquire_timeout;
         let rr = &self.inner.read_rr;
-        self.wait_for(deadline, None, |t| {
+        self.wait_for(deadline, None, false, |t| {
             let ok: Vec<usize> = t
                 .readers
                 .iter()
@@ -279,24 +279,25 @@ impl<B: Backend> FailoverPool<B> {
     /// connect (nothing was sent) triggers a re-probe and another try, until
     /// the acquire timeout.
     pub async fn acquire_writer(&self) -> Result<(B::Conn, NodeRef<B>)> {
-        self.acquire_where(|t, _| t.writer).await
+        self.acquire_where(true, |t, _| t.writer).await
     }
 
     /// Acquires a connection for reading with the default read preference.
     pub async fn acquire_reader(&self) -> Result<(B::Conn, NodeRef<B>)> {
         let pref = self.inner.config.read_preference;
-        self.acquire_where(move |t, rr| pick_reader(t, pref, rr))
+        self.acquire_where(false, move |t, rr| pick_reader(t, pref, rr))
             .await
     }
 
     /// Acquires a connection with an explicit read preference.
     pub async fn acquire_reader_with(&self, pref: ReadPreference) -> Result<(B::Conn, NodeRef<B>)> {
-        self.acquire_where(move |t, rr| pick_reader(t, pref, rr))
+        self.acquire_where(false, move |t, rr| pick_reader(t, pref, rr))
             .await
     }
 
     async fn acquire_where(
         &self,
+        for_writer: bool,
         choose: impl Fn(&Topology, &AtomicUsize) -> Option<usize>,
     ) -> Result<(B::Conn, NodeRef<B>)> {
         let started = Instant::now();
@@ -305,7 +306,9 @@ impl<B: Backend> FailoverPool<B> {
         let mut last: Option<BoxError> = None;
         loop {
             let node = match self
-                .wait_for(deadline, avoid, |t| choose(t, &self.inner.read_rr))
+                .wait_for(deadline, avoid, for_writer, |t| {
+                    choose(t, &self.inner.read_rr)
+                })
                 .await
             {
                 Ok(n) => n,
@@ -338,11 +341,13 @@ impl<B: Backend> FailoverPool<B> {
     }
 
     /// Waits until `choose` finds a node in the topology (skipping `avoid`
-    /// until the topology moves past its epoch), or the deadline passes.
+    /// until the topology moves past its epoch, and holding writers back
+    /// during a switchover), or the deadline passes.
     async fn wait_for(
         &self,
         deadline: Instant,
         avoid: Option<(usize, u64)>,
+        for_writer: bool,
         choose: impl Fn(&Topology) -> Option<usize>,
     ) -> Result<NodeRef<B>> {
         let inner = &*self.inner;
@@ -353,7 +358,8 @@ impl<B: Backend> FailoverPool<B> {
             if inner.closed.load(Relaxed) {
                 return Err(Error::Closed);
             }
-            if !inner.paused.load(Acquire) {
+            // A switchover holds writers back; readers go on.
+            if !(for_writer && inner.paused.load(Acquire)) {
                 let topo = inner.topology.load();
                 if let Some(i) = choose(&topo) {
                     let skip = avoid.is_some_and(|(ai, ae)| ai == i && topo.epoch <= ae && !waited);
@@ -529,6 +535,7 @@ fn pick_reader(t: &Topology, pref: ReadPreference, rr: &AtomicUsize) -> Option<u
 
 impl<B: Backend> ProberGuard<B> {
     async fn run(self) {
+        let mut last_round = Instant::now();
         loop {
             let Some(inner) = self.inner.upgrade() else {
                 return;
@@ -540,12 +547,17 @@ impl<B: Backend> ProberGuard<B> {
             } else {
                 interval
             };
+            // Re-probes asked for by failing callers are coalesced: at most
+            // one round per `gap`, however many errors arrive.
+            let gap = (interval / 4).min(Duration::from_millis(25));
             // Hold only a weak reference while sleeping, so dropping the
             // pool stops this task.
             drop(inner);
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
-                _ = self.probe_now.notified() => {}
+                _ = self.probe_now.notified() => {
+                    tokio::time::sleep_until(last_round + gap).await;
+                }
             }
             let Some(inner) = self.inner.upgrade() else {
                 return;
@@ -554,6 +566,7 @@ impl<B: Backend> ProberGuard<B> {
                 return;
             }
             Inner::probe_round(&inner).await;
+            last_round = Instant::now();
         }
     }
 }
