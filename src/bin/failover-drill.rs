@@ -1,2 +1,250 @@
-//! failover-drill (in progress).
-fn main() {}
+//! `failover-drill`: runs a failover drill against a throwaway local
+//! PostgreSQL primary + standby and reports what the application saw.
+//!
+//! ```text
+//! failover-drill postgres --fault crash --promotion automatic --duration 20s \
+//!     --json drill.json --svg drill.svg
+//! ```
+//!
+//! Exit codes: 0 when the drill ran (even if a goal was missed: the report
+//! says so), 1 when it could not run (no PostgreSQL binaries, a cluster
+//! that does not start, an output file that cannot be written), 2 for
+//! invalid arguments.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use failover_pool::drill::run::{
+    DrillError, DrillOptions, DrillReadPreference, Fault, Phase, Progress, Promotion, run_drill,
+    write_outputs,
+};
+use failover_pool::drill::workload::DrillBackend;
+
+/// Failover drills: inject a real fault into a local PostgreSQL primary
+/// under load and measure what the application sees.
+#[derive(Debug, Parser)]
+#[command(name = "failover-drill", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Drill a local PostgreSQL primary with one streaming standby (needs the
+    /// PostgreSQL server binaries: initdb, postgres, pg_basebackup).
+    Postgres(PostgresArgs),
+}
+
+#[derive(Debug, Args)]
+struct PostgresArgs {
+    /// The fault injected into the primary.
+    #[arg(long, value_enum, default_value_t = Fault::Crash)]
+    fault: Fault,
+    /// Who promotes the standby.
+    #[arg(long, value_enum, default_value_t = Promotion::Automatic)]
+    promotion: Promotion,
+    /// Synchronous replication (then no acknowledged write may be lost).
+    #[arg(long)]
+    sync: bool,
+    /// How long the workload runs (e.g. 20s, 1m).
+    #[arg(long, value_parser = parse_duration, default_value = "20s")]
+    duration: Duration,
+    /// When the fault is injected, since the workload started.
+    #[arg(long, value_parser = parse_duration, default_value = "8s")]
+    fault_at: Duration,
+    /// Writer tasks, each inserting unique ids in a loop.
+    #[arg(long, default_value_t = 8)]
+    writers: usize,
+    /// Reader tasks, each checking its sibling writer's latest write.
+    #[arg(long, default_value_t = 8)]
+    readers: usize,
+    /// The client library the pool runs on.
+    #[arg(long, value_enum, default_value_t = DrillBackend::Sqlx)]
+    backend: DrillBackend,
+    /// The readers' read preference.
+    #[arg(long, value_enum, default_value_t = DrillReadPreference::PreferReplica)]
+    read_preference: DrillReadPreference,
+    /// Automatic promotion: how long the primary must be unreachable first.
+    #[arg(long, value_parser = parse_duration, default_value = "300ms")]
+    confirmation: Duration,
+    /// External promotion: how long the simulated orchestrator waits with
+    /// the primary unreachable before it promotes.
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    external_delay: Duration,
+    /// The pool's probe interval.
+    #[arg(long, value_parser = parse_duration, default_value = "100ms")]
+    probe_interval: Duration,
+    /// The pool's probe timeout.
+    #[arg(long, value_parser = parse_duration, default_value = "300ms")]
+    probe_timeout: Duration,
+    /// The pool's connect timeout per node.
+    #[arg(long, value_parser = parse_duration, default_value = "500ms")]
+    connect_timeout: Duration,
+    /// Client-side limit of one operation (and the pool's acquire timeout).
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    op_timeout: Duration,
+    /// Write the report as JSON to this file.
+    #[arg(long, value_name = "PATH")]
+    json: Option<PathBuf>,
+    /// Write a chart of the drill as SVG to this file.
+    #[arg(long, value_name = "PATH")]
+    svg: Option<PathBuf>,
+    /// No progress line on stderr.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+impl PostgresArgs {
+    fn options(&self) -> DrillOptions {
+        DrillOptions {
+            fault: self.fault,
+            promotion: self.promotion,
+            sync: self.sync,
+            duration: self.duration,
+            fault_at: self.fault_at,
+            writers: self.writers,
+            readers: self.readers,
+            backend: self.backend,
+            read_preference: self.read_preference,
+            confirmation: self.confirmation,
+            external_delay: self.external_delay,
+            probe_interval: self.probe_interval,
+            probe_timeout: self.probe_timeout,
+            connect_timeout: self.connect_timeout,
+            op_timeout: self.op_timeout,
+            json: self.json.clone(),
+            svg: self.svg.clone(),
+            progress: !self.quiet,
+        }
+    }
+}
+
+/// Parses `20s`, `500ms`, `1m`, `1m30s` (humantime syntax).
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime_serde::re::humantime::parse_duration(text.trim())
+        .map_err(|e| format!("`{text}` is not a duration like 20s, 500ms or 1m ({e})"))
+}
+
+/// Prints progress to stderr: a `\r`-updated line on a terminal, a plain
+/// line per second otherwise.
+#[derive(Debug)]
+struct ProgressPrinter {
+    terminal: bool,
+    last_second: Option<u64>,
+    open_line: bool,
+}
+
+impl ProgressPrinter {
+    fn new() -> Self {
+        ProgressPrinter {
+            terminal: std::io::stderr().is_terminal(),
+            last_second: None,
+            open_line: false,
+        }
+    }
+
+    fn show(&mut self, p: &Progress) {
+        let mut err = std::io::stderr().lock();
+        match p.phase {
+            Phase::Starting | Phase::Checking => {
+                self.finish_line(&mut err);
+                let _ = writeln!(err, "{}", p.line());
+            }
+            _ if self.terminal => {
+                let _ = write!(err, "\r{}\x1b[K", p.line());
+                let _ = err.flush();
+                self.open_line = true;
+            }
+            _ => {
+                let second = p.elapsed.as_secs();
+                if self.last_second != Some(second) {
+                    self.last_second = Some(second);
+                    let _ = writeln!(err, "{}", p.line());
+                }
+            }
+        }
+    }
+
+    fn finish_line(&mut self, err: &mut impl Write) {
+        if self.open_line {
+            let _ = writeln!(err);
+            self.open_line = false;
+        }
+    }
+}
+
+/// An error and its sources on one line.
+fn one_line(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s.replace('\n', " | ")
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let Command::Postgres(args) = cli.command;
+    let opts = args.options();
+    if let Err(e) = opts.validate() {
+        eprintln!("failover-drill: {}", one_line(&e));
+        eprintln!("Try 'failover-drill postgres --help' for the options.");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("failover-drill: could not start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut printer = ProgressPrinter::new();
+    let result = runtime.block_on(run_drill(&opts, |p| printer.show(p)));
+    printer.finish_line(&mut std::io::stderr());
+    let report = match result {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("failover-drill: the drill could not run: {}", one_line(&e));
+            if matches!(e, DrillError::InvalidOptions(_)) {
+                return ExitCode::from(2);
+            }
+            return ExitCode::from(1);
+        }
+    };
+    print!("{}", report.render_text());
+    let mut code = ExitCode::SUCCESS;
+    if let Err(e) = write_outputs(&report, &opts) {
+        eprintln!("failover-drill: {}", one_line(&e));
+        code = ExitCode::from(1);
+    } else {
+        for (what, path) in [("JSON report", &opts.json), ("SVG chart", &opts.svg)] {
+            if let Some(path) = path {
+                println!("{what} written to {}", path.display());
+            }
+        }
+    }
+    if !report.all_goals_met() {
+        let missed: Vec<String> = report
+            .missed_goals()
+            .map(|g| format!("{} (target {}, actual {})", g.name, g.target, g.actual))
+            .collect();
+        println!(
+            "\nRESULT: the drill ran, but {} goal(s) were MISSED: {}",
+            missed.len(),
+            missed.join("; ")
+        );
+    } else {
+        println!("\nRESULT: the drill ran and every goal was met");
+    }
+    code
+}

@@ -42,10 +42,18 @@ use std::time::Duration;
 pub mod pg;
 pub mod process;
 pub mod proxy;
+pub mod report;
+pub mod run;
+pub mod svg;
+pub mod workload;
 
 pub use pg::{LocalPgCluster, PgClusterOptions, PgLsn, PgNode, PgRole};
 pub use process::{ProcessGroup, ServerUser};
 pub use proxy::{FaultProxy, ProxyMode};
+pub use report::DrillReport;
+pub use run::{DrillError, DrillOptions, Fault, Progress, Promotion, run_drill};
+pub use svg::render_svg;
+pub use workload::DrillBackend;
 
 /// Errors from starting, controlling or querying a local drill cluster.
 #[derive(Debug, thiserror::Error)]

@@ -15,8 +15,10 @@
 //!   promotion), or → the pool switching its writer to another node
 //!   (external promotion).
 //! * `write_gap_ms`: the acknowledgement of the last write acknowledged
-//!   before the fault → the acknowledgement of the first write acknowledged
-//!   after it.
+//!   before the fault → the first acknowledgement of a write that started
+//!   after the fault (writes in flight at the fault whose answer is
+//!   processed just after it do not count: they say nothing about the
+//!   failover).
 //! * `lost_acked_writes`: acknowledged ids missing from the surviving
 //!   primary. `unexpected_rows`: ids on it that were never attempted.
 //!   `maybe_committed_present`: ids whose attempt failed (outcome unknown
@@ -30,8 +32,8 @@
 //!   after the pool had switched to the new writer (a fencing failure
 //!   proper; the others were routed before the pool could know).
 //! * `ops_per_sec_before`: successful operations per second from the start
-//!   to the fault; `ops_per_sec_after`: from the first write acknowledged
-//!   after the fault to the end.
+//!   to the fault; `ops_per_sec_after`: from the first acknowledged write
+//!   started after the fault to the end.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -222,9 +224,11 @@ pub struct DrillReport {
     /// Fault → promotion (the pool's `Promoted`, or its writer change for
     /// external promotion).
     pub promotion_ms: Option<u64>,
-    /// Last acknowledged write before the fault → first acknowledged after it.
+    /// Last acknowledged write before the fault → first acknowledged write
+    /// started after it.
     pub write_gap_ms: Option<u64>,
-    /// When the first write after the fault was acknowledged (since the start).
+    /// When the first write started after the fault was acknowledged
+    /// (since the start).
     pub first_write_after_fault_ms: Option<u64>,
     /// Whether a node other than the old primary became the writer.
     pub promoted: bool,
@@ -326,7 +330,7 @@ impl DrillReport {
             .max();
         let first_after = writes
             .iter()
-            .filter(|w| w.is_ok() && w.end >= fault_at)
+            .filter(|w| w.is_ok() && w.start >= fault_at)
             .map(|w| w.end)
             .min();
         let write_gap_ms = first_after.map(|a| ms(a - last_before.unwrap_or(fault_at)));

@@ -358,8 +358,9 @@ struct Shared {
     ok_writes: AtomicU64,
     ok_reads: AtomicU64,
     errors: AtomicU64,
-    /// When the latest write was acknowledged, in microseconds since `t0`.
-    last_ack_us: AtomicU64,
+    /// The latest start time of an acknowledged write, in microseconds
+    /// since `t0`.
+    last_acked_start_us: AtomicU64,
 }
 
 /// Everything the workload recorded.
@@ -394,7 +395,7 @@ impl Workload {
             ok_writes: AtomicU64::new(0),
             ok_reads: AtomicU64::new(0),
             errors: AtomicU64::new(0),
-            last_ack_us: AtomicU64::new(0),
+            last_acked_start_us: AtomicU64::new(0),
         });
         let writer_tasks = (0..writers)
             .map(|w| tokio::spawn(write_loop(Arc::clone(&shared), w)))
@@ -418,9 +419,10 @@ impl Workload {
         }
     }
 
-    /// When the latest write was acknowledged (since `t0`), if any was.
-    pub fn last_ack(&self) -> Option<Duration> {
-        match self.shared.last_ack_us.load(Ordering::Relaxed) {
+    /// When the latest-started acknowledged write started (since `t0`),
+    /// if any was acknowledged.
+    pub fn last_acked_start(&self) -> Option<Duration> {
+        match self.shared.last_acked_start_us.load(Ordering::Relaxed) {
             0 => None,
             us => Some(Duration::from_micros(us)),
         }
@@ -472,8 +474,8 @@ async fn write_loop(shared: Arc<Shared>, writer: usize) -> Vec<WriteRecord> {
         if ok {
             shared.last_acked[writer].store(id, Ordering::Relaxed);
             shared.ok_writes.fetch_add(1, Ordering::Relaxed);
-            let us = end.as_micros().max(1) as u64;
-            shared.last_ack_us.fetch_max(us, Ordering::Relaxed);
+            let us = start.as_micros().max(1) as u64;
+            shared.last_acked_start_us.fetch_max(us, Ordering::Relaxed);
         } else {
             shared.errors.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(ERROR_PAUSE).await;

@@ -18,6 +18,7 @@ pub use topology::{NodeStatus, Topology};
 
 use crate::core::endpoint::Role;
 use crate::core::events::{Event, EventBus, EventKind, names};
+use crate::core::stats::{LatencyHistogram, LatencySummary};
 use crate::error::{BoxError, Error, ErrorClass, Result};
 use arc_swap::ArcSwap;
 use std::fmt;
@@ -36,6 +37,40 @@ pub struct WriteToken {
     pub epoch: u64,
     /// Position on the writer (Postgres LSN, Redis offset).
     pub position: u64,
+}
+
+#[derive(Debug, Default)]
+struct PoolCounters {
+    writer_changes: AtomicU64,
+    failovers: AtomicU64,
+    last_failover_us: AtomicU64,
+    promotions: AtomicU64,
+    fenced: AtomicU64,
+    split_brains: AtomicU64,
+    waits: LatencyHistogram,
+}
+
+/// A snapshot of a pool's counters ([`FailoverPool::stats`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Topology epoch.
+    pub epoch: u64,
+    /// Current writer.
+    pub writer: Option<Arc<str>>,
+    /// Times the writer changed (including the first discovery).
+    pub writer_changes: u64,
+    /// Completed failovers (writer lost, then a new one found).
+    pub failovers: u64,
+    /// Duration of the last failover, writer lost → writer found.
+    pub last_failover: Option<Duration>,
+    /// Promotions this pool performed.
+    pub promotions: u64,
+    /// Times a node was fenced.
+    pub fenced: u64,
+    /// Split brains detected.
+    pub split_brains: u64,
+    /// How long callers that had to wait for a node waited.
+    pub waits: LatencySummary,
 }
 
 /// One node's pool, as handed to a caller: which node, which generation.
@@ -96,6 +131,7 @@ struct Inner<B: Backend> {
     reconciler: tokio::sync::Mutex<Reconciler>,
     events: EventBus,
     read_rr: AtomicUsize,
+    stats: PoolCounters,
     paused: AtomicBool,
     closed: AtomicBool,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -187,6 +223,7 @@ impl<B: Backend> FailoverPool<B> {
             rounds: watch::channel(0).0,
             probe_now: Arc::new(Notify::new()),
             read_rr: AtomicUsize::new(0),
+            stats: PoolCounters::default(),
             paused: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             task: Mutex::new(None),
@@ -367,6 +404,7 @@ impl<B: Backend> FailoverPool<B> {
                         let slot = &inner.slots[i];
                         let generation = slot.generation.load();
                         if waited {
+                            inner.stats.waits.record(started.elapsed());
                             metrics::histogram!(names::POOL_WRITER_WAIT_SECONDS, "manager" => metrics::SharedString::from(Arc::clone(&inner.name)))
                                 .record(started.elapsed().as_secs_f64());
                         }
@@ -508,6 +546,27 @@ impl<B: Backend> FailoverPool<B> {
         for s in self.inner.slots.iter() {
             let g = s.generation.load_full();
             self.inner.backend.close_pool(g.pool.clone()).await;
+        }
+    }
+
+    /// Counters and timings of this pool (failovers, promotions, fencing,
+    /// split brains, how long callers waited for a node).
+    pub fn stats(&self) -> PoolStats {
+        let s = &self.inner.stats;
+        let topo = self.inner.topology.load();
+        PoolStats {
+            epoch: topo.epoch,
+            writer: topo.writer_status().map(|w| Arc::clone(&w.id)),
+            writer_changes: s.writer_changes.load(Relaxed),
+            failovers: s.failovers.load(Relaxed),
+            last_failover: match s.last_failover_us.load(Relaxed) {
+                0 => None,
+                us => Some(Duration::from_micros(us)),
+            },
+            promotions: s.promotions.load(Relaxed),
+            fenced: s.fenced.load(Relaxed),
+            split_brains: s.split_brains.load(Relaxed),
+            waits: s.waits.summary(),
         }
     }
 
@@ -655,6 +714,7 @@ impl<B: Backend> Inner<B> {
             slot.up_gauge.set(if n.up { 1.0 } else { 0.0 });
         }
         if out.writer_changed {
+            self.stats.writer_changes.fetch_add(1, Relaxed);
             metrics::counter!(names::POOL_FAILOVERS_TOTAL, "manager" => manager.clone())
                 .increment(1);
         }
@@ -663,10 +723,12 @@ impl<B: Backend> Inner<B> {
             match e {
                 EventKind::Fenced { node, reason } => {
                     tracing::warn!(pool = %self.name, %node, %reason, "node fenced");
+                    self.stats.fenced.fetch_add(1, Relaxed);
                     metrics::counter!(names::POOL_FENCED_TOTAL, "manager" => manager.clone(), "node" => metrics::SharedString::from(Arc::clone(node))).increment(1);
                 }
                 EventKind::SplitBrainDetected { nodes, winner } => {
                     tracing::error!(pool = %self.name, ?nodes, %winner, "split brain detected");
+                    self.stats.split_brains.fetch_add(1, Relaxed);
                     metrics::counter!(names::POOL_SPLIT_BRAIN_TOTAL, "manager" => manager.clone())
                         .increment(1);
                 }
@@ -678,6 +740,10 @@ impl<B: Backend> Inner<B> {
                     duration,
                 } => {
                     tracing::warn!(pool = %self.name, %new_writer, ?duration, "failover finished");
+                    self.stats.failovers.fetch_add(1, Relaxed);
+                    self.stats
+                        .last_failover_us
+                        .store(duration.as_micros() as u64, Relaxed);
                 }
                 _ => {}
             }
@@ -725,6 +791,7 @@ impl<B: Backend> Inner<B> {
             Ok(Ok(())) => {
                 let duration = started.elapsed();
                 reconciler.set_preferred(index);
+                this.stats.promotions.fetch_add(1, Relaxed);
                 metrics::counter!(names::POOL_PROMOTIONS_TOTAL, "manager" => metrics::SharedString::from(Arc::clone(&this.name)), "node" => metrics::SharedString::from(Arc::clone(&slot.spec.id))).increment(1);
                 this.events.emit(EventKind::Promoted {
                     node: Arc::clone(&slot.spec.id),

@@ -89,6 +89,7 @@ pub fn classify(error: &PoolError) -> ErrorClass {
 pub struct DeadpoolPostgres {
     max_connections: usize,
     connect_timeout: Duration,
+    recycling: RecyclingMethod,
 }
 
 impl DeadpoolPostgres {
@@ -97,6 +98,11 @@ impl DeadpoolPostgres {
         DeadpoolPostgres {
             max_connections: config.max_connections as usize,
             connect_timeout: config.connect_timeout,
+            recycling: if config.test_before_acquire {
+                RecyclingMethod::Verified
+            } else {
+                RecyclingMethod::Fast
+            },
         }
     }
 }
@@ -157,7 +163,7 @@ impl Backend for DeadpoolPostgres {
             node.config.clone(),
             NoTls,
             ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
+                recycling_method: self.recycling.clone(),
             },
         );
         Pool::builder(manager)

@@ -83,6 +83,7 @@ pub struct SqlxPostgres {
     max_connections: u32,
     min_connections: u32,
     connect_timeout: Duration,
+    test_before_acquire: bool,
 }
 
 impl SqlxPostgres {
@@ -92,6 +93,7 @@ impl SqlxPostgres {
             max_connections: config.max_connections,
             min_connections: config.min_connections,
             connect_timeout: config.connect_timeout,
+            test_before_acquire: config.test_before_acquire,
         }
     }
 }
@@ -142,6 +144,7 @@ impl Backend for SqlxPostgres {
             .max_connections(self.max_connections)
             .min_connections(self.min_connections)
             .acquire_timeout(self.connect_timeout)
+            .test_before_acquire(self.test_before_acquire)
             .connect_lazy_with(node.options.clone()))
     }
 
