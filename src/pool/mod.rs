@@ -73,6 +73,22 @@ pub struct PoolStats {
     pub waits: LatencySummary,
 }
 
+/// When a caller started waiting and until when it may (set lazily, so the
+/// fast path reads no clock).
+#[derive(Debug, Default)]
+struct Wait {
+    started: Option<(Instant, Instant)>,
+}
+
+impl Wait {
+    fn start(&mut self, timeout: Duration) -> (Instant, Instant) {
+        *self.started.get_or_insert_with(|| {
+            let now = Instant::now();
+            (now, now + timeout)
+        })
+    }
+}
+
 /// One node's pool, as handed to a caller: which node, which generation.
 #[derive(Debug)]
 pub struct NodeRef<B: Backend> {
@@ -272,8 +288,8 @@ impl<B: Backend> FailoverPool<B> {
     /// The writer's pool, waiting (up to the acquire timeout) while no
     /// writer is known.
     pub async fn writer_node(&self) -> Result<NodeRef<B>> {
-        let deadline = Instant::now() + self.inner.config.acquire_timeout;
-        self.wait_for(deadline, None, true, |t| t.writer).await
+        self.wait_for(&mut Wait::default(), None, true, |t| t.writer)
+            .await
     }
 
     /// A reader's pool for the pool's default read preference.
@@ -284,17 +300,17 @@ impl<B: Backend> FailoverPool<B> {
 
     /// A reader's pool for an explicit read preference.
     pub async fn reader_node_with(&self, pref: ReadPreference) -> Result<NodeRef<B>> {
-        let deadline = Instant::now() + self.inner.config.acquire_timeout;
         let rr = &self.inner.read_rr;
-        self.wait_for(deadline, None, false, |t| pick_reader(t, pref, rr))
-            .await
+        self.wait_for(&mut Wait::default(), None, false, |t| {
+            pick_reader(t, pref, rr)
+        })
+        .await
     }
 
     /// A reader that has replayed `token` (read-your-writes), else the writer.
     pub async fn reader_node_after(&self, token: WriteToken) -> Result<NodeRef<B>> {
-        let deadline = Instant::now() + self.inner.config.acquire_timeout;
         let rr = &self.inner.read_rr;
-        self.wait_for(deadline, None, false, |t| {
+        self.wait_for(&mut Wait::default(), None, false, |t| {
             let ok: Vec<usize> = t
                 .readers
                 .iter()
@@ -337,13 +353,15 @@ impl<B: Backend> FailoverPool<B> {
         for_writer: bool,
         choose: impl Fn(&Topology, &AtomicUsize) -> Option<usize>,
     ) -> Result<(B::Conn, NodeRef<B>)> {
-        let started = Instant::now();
-        let deadline = started + self.inner.config.acquire_timeout;
+        // No clock read and no timer on the fast path: the wait state (and
+        // the acquire-timeout clock) starts at the first failure or wait.
+        // A node pool's own acquire is bounded by `connect_timeout`.
+        let mut wait = Wait::default();
         let mut avoid: Option<(usize, u64)> = None;
         let mut last: Option<BoxError> = None;
         loop {
             let node = match self
-                .wait_for(deadline, avoid, for_writer, |t| {
+                .wait_for(&mut wait, avoid, for_writer, |t| {
                     choose(t, &self.inner.read_rr)
                 })
                 .await
@@ -354,11 +372,9 @@ impl<B: Backend> FailoverPool<B> {
                 }
                 Err(e) => return Err(e),
             };
-            let acquired =
-                tokio::time::timeout_at(deadline, self.inner.backend.acquire(&node.pool)).await;
-            match acquired {
-                Ok(Ok(conn)) => return Ok((conn, node)),
-                Ok(Err(e)) => {
+            match self.inner.backend.acquire(&node.pool).await {
+                Ok(conn) => return Ok((conn, node)),
+                Err(e) => {
                     let class = B::classify(&e);
                     if !class.is_failover() {
                         return Err(Error::backend(&*node.id, class, e));
@@ -366,12 +382,13 @@ impl<B: Backend> FailoverPool<B> {
                     self.report_failure(&node);
                     avoid = Some((node.index, node.topology_epoch));
                     last = Some(Box::new(e));
-                }
-                Err(_) => {
-                    return Err(Error::NoWriter {
-                        waited: started.elapsed(),
-                        last,
-                    });
+                    let (started, deadline) = wait.start(self.inner.config.acquire_timeout);
+                    if Instant::now() >= deadline {
+                        return Err(Error::NoWriter {
+                            waited: started.elapsed(),
+                            last,
+                        });
+                    }
                 }
             }
         }
@@ -382,14 +399,13 @@ impl<B: Backend> FailoverPool<B> {
     /// during a switchover), or the deadline passes.
     async fn wait_for(
         &self,
-        deadline: Instant,
+        wait: &mut Wait,
         avoid: Option<(usize, u64)>,
         for_writer: bool,
         choose: impl Fn(&Topology) -> Option<usize>,
     ) -> Result<NodeRef<B>> {
         let inner = &*self.inner;
-        let started = Instant::now();
-        let mut rounds = inner.rounds.subscribe();
+        let mut rounds: Option<watch::Receiver<u64>> = None;
         let mut waited = false;
         loop {
             if inner.closed.load(Relaxed) {
@@ -403,10 +419,11 @@ impl<B: Backend> FailoverPool<B> {
                     if !skip {
                         let slot = &inner.slots[i];
                         let generation = slot.generation.load();
-                        if waited {
-                            inner.stats.waits.record(started.elapsed());
+                        if waited && let Some((started, _)) = wait.started {
+                            let waited_for = started.elapsed();
+                            inner.stats.waits.record(waited_for);
                             metrics::histogram!(names::POOL_WRITER_WAIT_SECONDS, "manager" => metrics::SharedString::from(Arc::clone(&inner.name)))
-                                .record(started.elapsed().as_secs_f64());
+                                .record(waited_for.as_secs_f64());
                         }
                         return Ok(NodeRef {
                             index: i,
@@ -417,9 +434,16 @@ impl<B: Backend> FailoverPool<B> {
                     }
                 }
             }
+            let (started, deadline) = wait.start(inner.config.acquire_timeout);
+            let Some(rx) = rounds.as_mut() else {
+                // Subscribe, then look once more: a round that finished in
+                // between is not missed.
+                rounds = Some(inner.rounds.subscribe());
+                continue;
+            };
             inner.probe_now.notify_one();
             waited = true;
-            match tokio::time::timeout_at(deadline, rounds.changed()).await {
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => return Err(Error::Closed),
                 Err(_) => {
