@@ -198,7 +198,8 @@ fn main() -> ExitCode {
         eprintln!("Try 'failover-drill postgres --help' for the options.");
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+    // A multi-threaded runtime, like the services the drill stands in for.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {

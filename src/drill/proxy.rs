@@ -22,9 +22,11 @@
 //! * [`Blackhole`](ProxyMode::Blackhole): a network partition as the client
 //!   sees it. New connections are accepted (the kernel completes the TCP
 //!   handshake) but no connection to the target is made and nothing is ever
-//!   answered. On existing connections the proxy *keeps reading* from both
-//!   sockets and discards what it reads, so neither peer gets a single byte,
-//!   and neither peer's writes block (they look sent). End-of-stream and
+//!   answered (what they send is read and discarded; they are closed when
+//!   the client closes them, else reset when the blackhole ends). On
+//!   existing connections the proxy *keeps reading* from both sockets and
+//!   discards what it reads, so neither peer gets a single byte, and
+//!   neither peer's writes block (they look sent). End-of-stream and
 //!   errors seen during a blackhole are not passed on either. Every
 //!   connection that saw the blackhole is marked broken and is **reset
 //!   (RST) when the mode changes to anything else**: bytes were lost, so

@@ -16,15 +16,15 @@
 //!   (external promotion).
 //! * `write_gap_ms`: the acknowledgement of the last write acknowledged
 //!   before the fault → the first acknowledgement of a write that started
-//!   after the fault (writes in flight at the fault whose answer is
-//!   processed just after it do not count: they say nothing about the
-//!   failover).
+//!   after the fault had been injected completely (writes in flight at the
+//!   fault whose answer is processed just after it do not count: they say
+//!   nothing about the failover).
 //! * `lost_acked_writes`: acknowledged ids missing from the surviving
 //!   primary. `unexpected_rows`: ids on it that were never attempted.
 //!   `maybe_committed_present`: ids whose attempt failed (outcome unknown
 //!   to the caller) but that are on it.
 //! * `caller_errors_during_failover`: failed operations (writes and reads)
-//!   that *started* at or after the fault.
+//!   that *started* after the fault had been injected completely.
 //! * `writes_to_fenced_node`: ids present on another primary (the old,
 //!   fenced one) but not on the survivor, whose attempt started at or after
 //!   the fault: writes that reached the old primary after it was faulted.
@@ -177,8 +177,14 @@ pub struct ReportInput<'a> {
     /// When the workload was told to stop (since the drill's start);
     /// operations in flight then may end later.
     pub duration: Duration,
-    /// When the fault took effect (since the drill's start).
+    /// When the fault was injected (since the drill's start): taken just
+    /// before the signal or mode change.
     pub fault_at: Duration,
+    /// When the injection had completed (the signal delivered, the killed
+    /// process reaped). A write that started after this cannot have been
+    /// acknowledged by the faulted node; `write_gap_ms` ends at the first
+    /// such write.
+    pub fault_done: Duration,
     /// Every write attempt.
     pub writes: &'a [WriteRecord],
     /// Every read attempt.
@@ -252,8 +258,16 @@ pub struct DrillReport {
     pub attempted_reads: u64,
     /// Failed operations (writes and reads), by error kind.
     pub errors_by_kind: BTreeMap<String, u64>,
+    /// Failed writes, by error kind.
+    pub write_errors_by_kind: BTreeMap<String, u64>,
+    /// Failed reads, by error kind.
+    pub read_errors_by_kind: BTreeMap<String, u64>,
     /// Failed operations that started at or after the fault.
     pub caller_errors_during_failover: u64,
+    /// Of those, writes.
+    pub caller_write_errors_during_failover: u64,
+    /// Of those, reads.
+    pub caller_read_errors_during_failover: u64,
     /// Reads that did not see their sibling writer's acknowledged write.
     pub stale_reads: u64,
     /// Writes that reached the old primary after the fault and are not on
@@ -284,6 +298,10 @@ impl DrillReport {
     pub fn from_records(input: ReportInput<'_>) -> DrillReport {
         let fault_at = input.fault_at;
         let fault_ms = ms(fault_at);
+        // "Started after the fault": after it was completely injected (a
+        // write sent while the signal was still being delivered was in
+        // flight at the fault).
+        let fault_done = input.fault_done.max(fault_at);
         let writes = input.writes;
         let reads = input.reads;
         let after_fault = |t: u64| t >= fault_ms;
@@ -330,7 +348,7 @@ impl DrillReport {
             .max();
         let first_after = writes
             .iter()
-            .filter(|w| w.is_ok() && w.start >= fault_at)
+            .filter(|w| w.is_ok() && w.start >= fault_done)
             .map(|w| w.end)
             .min();
         let write_gap_ms = first_after.map(|a| ms(a - last_before.unwrap_or(fault_at)));
@@ -339,26 +357,34 @@ impl DrillReport {
         let failover_at = writer_switch.map(Duration::from_millis);
         let (fenced, fenced_after) = fenced_writes(
             writes,
-            fault_at,
+            fault_done,
             failover_at,
             input.survivor_ids,
             input.other_primary_ids,
         );
 
         let mut errors_by_kind = BTreeMap::new();
-        let mut caller_errors = 0;
-        let errors = writes
+        let mut write_errors_by_kind = BTreeMap::new();
+        let mut read_errors_by_kind = BTreeMap::new();
+        let (mut caller_write_errors, mut caller_read_errors) = (0, 0);
+        for (start, kind) in writes
             .iter()
             .filter_map(|w| w.error.as_deref().map(|e| (w.start, e)))
-            .chain(
-                reads
-                    .iter()
-                    .filter_map(|r| r.result.as_ref().err().map(|e| (r.start, e.as_str()))),
-            );
-        for (start, kind) in errors {
+        {
             *errors_by_kind.entry(kind.to_owned()).or_insert(0) += 1;
-            if start >= fault_at {
-                caller_errors += 1;
+            *write_errors_by_kind.entry(kind.to_owned()).or_insert(0) += 1;
+            if start >= fault_done {
+                caller_write_errors += 1;
+            }
+        }
+        for (start, kind) in reads
+            .iter()
+            .filter_map(|r| r.result.as_ref().err().map(|e| (r.start, e.as_str())))
+        {
+            *errors_by_kind.entry(kind.to_owned()).or_insert(0) += 1;
+            *read_errors_by_kind.entry(kind.to_owned()).or_insert(0) += 1;
+            if start >= fault_done {
+                caller_read_errors += 1;
             }
         }
         let stale_reads = reads.iter().filter(|r| r.is_stale()).count() as u64;
@@ -438,7 +464,11 @@ impl DrillReport {
             maybe_committed_present: set.maybe_committed_present,
             attempted_reads: reads.len() as u64,
             errors_by_kind,
-            caller_errors_during_failover: caller_errors,
+            write_errors_by_kind,
+            read_errors_by_kind,
+            caller_errors_during_failover: caller_write_errors + caller_read_errors,
+            caller_write_errors_during_failover: caller_write_errors,
+            caller_read_errors_during_failover: caller_read_errors,
             stale_reads,
             writes_to_fenced_node: fenced,
             writes_to_fenced_node_after_failover: fenced_after,
@@ -480,7 +510,11 @@ impl DrillReport {
             self.fault.as_str(),
             self.promotion.as_str(),
             self.backend.as_str(),
-            if self.sync { "synchronous" } else { "asynchronous" }
+            if self.sync {
+                "synchronous"
+            } else {
+                "asynchronous"
+            }
         );
         let setup: Vec<(&str, String)> = vec![
             (
@@ -512,13 +546,27 @@ impl DrillReport {
             ("detection_ms", opt(self.detection_ms)),
             ("promotion_ms", opt(self.promotion_ms)),
             ("write_gap_ms", opt(self.write_gap_ms)),
-            ("acked_writes", format!("{} of {} attempted", self.acked_writes, self.attempted_writes)),
+            (
+                "acked_writes",
+                format!(
+                    "{} of {} attempted",
+                    self.acked_writes, self.attempted_writes
+                ),
+            ),
             ("lost_acked_writes", self.lost_acked_writes.to_string()),
             ("unexpected_rows", self.unexpected_rows.to_string()),
-            ("maybe_committed_present", self.maybe_committed_present.to_string()),
+            (
+                "maybe_committed_present",
+                self.maybe_committed_present.to_string(),
+            ),
             (
                 "caller_errors_during_failover",
-                self.caller_errors_during_failover.to_string(),
+                format!(
+                    "{} ({} writes, {} reads)",
+                    self.caller_errors_during_failover,
+                    self.caller_write_errors_during_failover,
+                    self.caller_read_errors_during_failover
+                ),
             ),
             (
                 "stale_reads",
@@ -531,12 +579,23 @@ impl DrillReport {
                     self.writes_to_fenced_node, self.writes_to_fenced_node_after_failover
                 ),
             ),
-            ("ops_per_sec_before", format!("{:.0}", self.ops_per_sec_before)),
-            ("ops_per_sec_after", format!("{:.0}", self.ops_per_sec_after)),
+            (
+                "ops_per_sec_before",
+                format!("{:.0}", self.ops_per_sec_before),
+            ),
+            (
+                "ops_per_sec_after",
+                format!("{:.0}", self.ops_per_sec_after),
+            ),
         ];
         section(&mut s, "Results", &figures);
         if !self.lost_ids.is_empty() {
-            let _ = writeln!(s, "  lost ids (first {}): {:?}", self.lost_ids.len(), self.lost_ids);
+            let _ = writeln!(
+                s,
+                "  lost ids (first {}): {:?}",
+                self.lost_ids.len(),
+                self.lost_ids
+            );
         }
 
         let _ = writeln!(s, "\nGoals");
@@ -571,15 +630,26 @@ impl DrillReport {
             }
         );
 
-        let errors: Vec<(&str, String)> = self
-            .errors_by_kind
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.to_string()))
-            .collect();
-        if errors.is_empty() {
-            let _ = writeln!(s, "\nErrors by kind\n  none");
+        let _ = writeln!(s, "\nErrors by kind (all operations)");
+        if self.errors_by_kind.is_empty() {
+            let _ = writeln!(s, "  none");
         } else {
-            section(&mut s, "Errors by kind", &errors);
+            let width = self
+                .errors_by_kind
+                .keys()
+                .map(String::len)
+                .max()
+                .unwrap_or(0);
+            let _ = writeln!(
+                s,
+                "  {:<width$}  {:>7}  {:>7}  {:>7}",
+                "kind", "total", "writes", "reads"
+            );
+            for (kind, total) in &self.errors_by_kind {
+                let w = self.write_errors_by_kind.get(kind).copied().unwrap_or(0);
+                let r = self.read_errors_by_kind.get(kind).copied().unwrap_or(0);
+                let _ = writeln!(s, "  {kind:<width$}  {total:>7}  {w:>7}  {r:>7}");
+            }
         }
 
         let _ = writeln!(s, "\nEvents (time since start, +/- relative to the fault)");

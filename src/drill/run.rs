@@ -35,9 +35,7 @@ use tokio::time::Instant;
 use super::proxy::{FaultProxy, ProxyMode};
 use super::report::{DrillReport, ReportInput, TimelineEvent};
 use super::svg::render_svg;
-use super::workload::{
-    ALL_IDS_SQL, DrillBackend, DrillPool, TABLE_SQL, Workload, WorkloadConfig,
-};
+use super::workload::{ALL_IDS_SQL, DrillBackend, DrillPool, TABLE_SQL, Workload, WorkloadConfig};
 use super::{ClusterError, LocalPgCluster, PgClusterOptions};
 use crate::core::events::{Event, EventKind};
 use crate::pool::{PoolConfig, PromotionPolicy, ReadPreference};
@@ -243,7 +241,10 @@ impl DrillOptions {
             return bad("--duration must be > 0".into());
         }
         if self.duration > Duration::from_secs(3600) {
-            return bad(format!("--duration ({}) must be at most 1h", d(self.duration)));
+            return bad(format!(
+                "--duration ({}) must be at most 1h",
+                d(self.duration)
+            ));
         }
         if self.fault_at.is_zero() {
             return bad("--fault-at must be > 0 (the workload needs a baseline)".into());
@@ -424,7 +425,9 @@ impl Progress {
     pub fn line(&self) -> String {
         match self.phase {
             Phase::Starting => "starting the cluster and the pool ...".to_owned(),
-            Phase::Checking => "workload stopped; healing the fault and checking the data ...".to_owned(),
+            Phase::Checking => {
+                "workload stopped; healing the fault and checking the data ...".to_owned()
+            }
             _ => format!(
                 "{:>5.1}/{:.0}s  {:>6.0} ops/s  {:>6} errors  writer {:<4}  {}",
                 self.elapsed.as_secs_f64(),
@@ -447,8 +450,10 @@ struct Names {
 
 impl Names {
     fn add(&mut self, port: u16, name: &str) {
-        self.ids.push((format!("127.0.0.1:{port}"), name.to_owned()));
-        self.ids.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
+        self.ids
+            .push((format!("127.0.0.1:{port}"), name.to_owned()));
+        self.ids
+            .sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
     }
 
     fn name(&self, id: &str) -> String {
@@ -474,6 +479,7 @@ struct Ctx {
     t0: Instant,
     events: Mutex<Vec<TimelineEvent>>,
     fault_at: Mutex<Option<Duration>>,
+    fault_done: Mutex<Option<Duration>>,
 }
 
 impl Ctx {
@@ -495,9 +501,19 @@ impl Ctx {
         *Self::lock(&self.fault_at)
     }
 
-    fn set_fault(&self, kind: &str, detail: String) {
-        *Self::lock(&self.fault_at) = Some(self.t0.elapsed());
-        self.mark(kind, detail);
+    /// Records the fault as happening at `at` (drill time taken just before
+    /// the signal or mode change, so that a pool reacting while the fault
+    /// is still being injected is not measured as reacting before it).
+    fn set_fault(&self, at: Duration, kind: &str, detail: String) {
+        *Self::lock(&self.fault_at) = Some(at);
+        *Self::lock(&self.fault_done) = Some(self.t0.elapsed());
+        Self::lock(&self.events).push(TimelineEvent {
+            t_ms: at.as_millis() as u64,
+            kind: kind.to_owned(),
+            detail,
+            node: Some("pg0".to_owned()),
+            source: "drill".to_owned(),
+        });
     }
 }
 
@@ -522,13 +538,9 @@ pub async fn run_drill(
     };
     report_progress(&Progress::status(Phase::Starting, opts.duration));
 
-    let cluster = LocalPgCluster::start(
-        PgClusterOptions::new()
-            .standbys(1)
-            .synchronous(opts.sync),
-    )
-    .await
-    .map_err(cluster_err("could not start the PostgreSQL cluster"))?;
+    let cluster = LocalPgCluster::start(PgClusterOptions::new().standbys(1).synchronous(opts.sync))
+        .await
+        .map_err(cluster_err("could not start the PostgreSQL cluster"))?;
     cluster
         .exec(0, TABLE_SQL)
         .await
@@ -586,6 +598,7 @@ pub async fn run_drill(
         t0,
         events: Mutex::new(Vec::new()),
         fault_at: Mutex::new(None),
+        fault_done: Mutex::new(None),
     });
     let mut pool_events = Vec::new();
     let mut lagged = 0u64;
@@ -682,9 +695,7 @@ pub async fn run_drill(
     }
     let Some(fault_at) = ctx.fault_at() else {
         pool.close().await;
-        return Err(DrillError::NoPrimary(
-            "the fault was never injected".into(),
-        ));
+        return Err(DrillError::NoPrimary("the fault was never injected".into()));
     };
 
     // Heal, so that the old primary can be read.
@@ -773,7 +784,11 @@ pub async fn run_drill(
                 Ok(ids) => other_ids.extend(ids),
                 Err(e) => notes.push(chain(&e)),
             },
-            Err(e) => notes.push(format!("could not ask {} for its role: {}", n.name, chain(&e))),
+            Err(e) => notes.push(format!(
+                "could not ask {} for its role: {}",
+                n.name,
+                chain(&e)
+            )),
         }
     }
 
@@ -790,6 +805,7 @@ pub async fn run_drill(
         readers: opts.readers,
         duration: stopped_at,
         fault_at,
+        fault_done: (*Ctx::lock(&ctx.fault_done)).unwrap_or(fault_at),
         writes: &records.writes,
         reads: &records.reads,
         events,
@@ -878,16 +894,18 @@ async fn inject(
     confirmation: Duration,
 ) -> Result<(), DrillError> {
     tokio::time::sleep_until(ctx.t0 + fault_at).await;
+    let at = ctx.t0.elapsed();
     let cluster = &ctx.cluster;
     let failed = |what: &str| cluster_err(format!("could not {what} pg0"));
     match fault {
         Fault::Crash => {
             cluster.kill(0).map_err(failed("kill"))?;
-            ctx.set_fault("Fault", "crash: SIGKILL to pg0 and its backends".into());
+            ctx.set_fault(at, "Fault", "crash: SIGKILL to pg0 and its backends".into());
         }
         Fault::Freeze => {
             cluster.freeze(0).map_err(failed("freeze"))?;
             ctx.set_fault(
+                at,
                 "Fault",
                 "freeze: SIGSTOP to pg0 and its backends, until the end".into(),
             );
@@ -898,18 +916,24 @@ async fn inject(
             };
             proxy.set_mode(ProxyMode::Blackhole);
             ctx.set_fault(
+                at,
                 "Fault",
                 "blackhole: pg0's proxy swallows all traffic; the server keeps running".into(),
             );
         }
         Fault::Graceful => {
-            ctx.set_fault("Fault", "graceful: fast shutdown (SIGINT) of pg0".into());
+            ctx.set_fault(
+                at,
+                "Fault",
+                "graceful: fast shutdown (SIGINT) of pg0".into(),
+            );
             cluster.stop_graceful(0).await.map_err(failed("stop"))?;
             ctx.mark("Stopped", "pg0 finished its shutdown".into());
         }
         Fault::Flap => {
             cluster.kill(0).map_err(failed("kill"))?;
             ctx.set_fault(
+                at,
                 "Fault",
                 format!(
                     "flap: SIGKILL to pg0; restart in {} ms",
@@ -1000,7 +1024,10 @@ async fn check_primary(url: &str) -> bool {
 async fn ids_on(cluster: &LocalPgCluster, index: usize) -> Result<BTreeSet<i64>, DrillError> {
     let name = cluster.node(index).name;
     let context = format!("could not read the rows of {name}");
-    let client = cluster.connect(index).await.map_err(cluster_err(&*context))?;
+    let client = cluster
+        .connect(index)
+        .await
+        .map_err(cluster_err(&*context))?;
     let limit = Duration::from_secs(30);
     let rows = match tokio::time::timeout(limit, client.query(ALL_IDS_SQL, &[])).await {
         Ok(Ok(rows)) => rows,
@@ -1090,7 +1117,9 @@ fn timeline_event(e: &Event, t0: SystemTime, names: &Names) -> TimelineEvent {
             format!("{} fenced: {reason}", n(node)),
             Some(n(node)),
         ),
-        EventKind::Unfenced { node } => ("Unfenced", format!("{} unfenced", n(node)), Some(n(node))),
+        EventKind::Unfenced { node } => {
+            ("Unfenced", format!("{} unfenced", n(node)), Some(n(node)))
+        }
         EventKind::SplitBrainDetected { nodes, winner } => (
             "SplitBrainDetected",
             format!(
@@ -1144,7 +1173,10 @@ mod tests {
             ..DrillOptions::default()
         };
         let e = o.validate().unwrap_err().to_string();
-        assert!(e.contains("--fault-at (30s) must be less than --duration (10s)"), "{e}");
+        assert!(
+            e.contains("--fault-at (30s) must be less than --duration (10s)"),
+            "{e}"
+        );
         let o = DrillOptions {
             writers: 0,
             ..DrillOptions::default()
@@ -1157,7 +1189,10 @@ mod tests {
         let mut names = Names::default();
         names.add(4000, "pg0");
         names.add(40001, "pg1");
-        assert_eq!(names.rewrite("127.0.0.1:40001 and 127.0.0.1:4000"), "pg1 and pg0");
+        assert_eq!(
+            names.rewrite("127.0.0.1:40001 and 127.0.0.1:4000"),
+            "pg1 and pg0"
+        );
         assert_eq!(names.name("127.0.0.1:4000"), "pg0");
         assert_eq!(names.name("other"), "other");
     }

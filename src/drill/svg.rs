@@ -1,39 +1,107 @@
 //! [`render_svg`]: a hand-written SVG chart (900×360, no dependency) of a
 //! [`DrillReport`]: successful writes/s and reads/s per 100 ms bucket as
 //! lines, errors/s as bars (right-hand axis), the window without writes
-//! shaded, and vertical markers for the fault, its detection, the
-//! promotion and the first write acknowledged after the fault.
+//! shaded; the whole drill on the left, a zoom on the seconds around the
+//! fault on the right, with labelled vertical markers for the fault, its
+//! detection, the promotion and the first write acknowledged after the
+//! fault.
 
 use std::fmt::Write as _;
 
-use super::report::{BUCKET, DrillReport};
+use super::report::{BUCKET, DrillReport, TimelineBucket};
 
 const WIDTH: f64 = 900.0;
 const HEIGHT: f64 = 360.0;
-const LEFT: f64 = 66.0;
-const RIGHT: f64 = WIDTH - 66.0;
-const TOP: f64 = 62.0;
-const BOTTOM: f64 = 304.0;
+const TOP: f64 = 66.0;
+const BOTTOM: f64 = 300.0;
+/// The whole drill.
+const OVERVIEW: (f64, f64) = (62.0, 500.0);
+/// Around the fault.
+const ZOOM: (f64, f64) = (548.0, 840.0);
 const WRITES: &str = "#1f77b4";
 const READS: &str = "#2ca02c";
 const ERRORS: &str = "#d62728";
 const FONT: &str = "font-family=\"DejaVu Sans, Helvetica, Arial, sans-serif\"";
 
-/// Renders the report's timeline as a standalone SVG document.
+/// One plot area: a time range drawn between two x positions.
+#[derive(Debug, Clone, Copy)]
+struct Panel {
+    x0: f64,
+    x1: f64,
+    from_ms: f64,
+    to_ms: f64,
+}
+
+impl Panel {
+    fn x(&self, t_ms: f64) -> f64 {
+        self.x0 + (t_ms - self.from_ms) / (self.to_ms - self.from_ms) * (self.x1 - self.x0)
+    }
+
+    fn contains(&self, t_ms: f64) -> bool {
+        t_ms >= self.from_ms && t_ms <= self.to_ms
+    }
+}
+
+/// The vertical scales shared by both panels.
+#[derive(Debug, Clone, Copy)]
+struct Scales {
+    ops_top: f64,
+    err_top: f64,
+}
+
+impl Scales {
+    fn y_ops(&self, v: f64) -> f64 {
+        BOTTOM - v / self.ops_top * (BOTTOM - TOP)
+    }
+
+    fn y_err(&self, v: f64) -> f64 {
+        BOTTOM - v / self.err_top * (BOTTOM - TOP)
+    }
+}
+
+/// Renders the report's timeline as a standalone SVG document: the whole
+/// drill on the left, the seconds around the fault (with the markers
+/// labelled) on the right.
 pub fn render_svg(report: &DrillReport) -> String {
     let mut s = String::new();
     let bucket_ms = BUCKET.as_millis() as f64;
     let per_sec = 1000.0 / bucket_ms;
-    let total_ms = report
-        .timeline
-        .last()
-        .map_or(report.duration_ms as f64, |b| b.t_ms as f64 + bucket_ms)
-        .max(report.duration_ms as f64)
-        .max(1.0);
-    let x_of = |t_ms: f64| LEFT + t_ms / total_ms * (RIGHT - LEFT);
+    let total_ms = (report.duration_ms as f64).max(1.0);
+    let fault = report.fault_at_ms as f64;
+    let overview = Panel {
+        x0: OVERVIEW.0,
+        x1: OVERVIEW.1,
+        from_ms: 0.0,
+        to_ms: total_ms,
+    };
+    let last_marker = [
+        report.detection_ms,
+        report.promotion_ms,
+        report
+            .first_write_after_fault_ms
+            .map(|t| t.saturating_sub(report.fault_at_ms)),
+    ]
+    .into_iter()
+    .flatten()
+    .max()
+    .unwrap_or(0) as f64;
+    let zoom_from = (fault - 1000.0).max(0.0);
+    let zoom_to = (fault + (last_marker + 700.0).clamp(2000.0, 6000.0)).min(total_ms);
+    let zoom = Panel {
+        x0: ZOOM.0,
+        x1: ZOOM.1,
+        from_ms: zoom_from,
+        to_ms: zoom_to.max(zoom_from + bucket_ms),
+    };
 
-    let max_ops = report
+    // Only whole buckets: the last, partial one (operations ending after
+    // the stop) would look like a collapse.
+    let buckets: Vec<&TimelineBucket> = report
         .timeline
+        .iter()
+        .filter(|b| b.t_ms as f64 + bucket_ms <= total_ms)
+        .collect();
+    let max_ops = buckets
         .iter()
         .map(|b| b.ok_writes.max(b.ok_reads) as f64 * per_sec)
         .fold(0.0, f64::max);
@@ -42,10 +110,10 @@ pub fn render_svg(report: &DrillReport) -> String {
         .iter()
         .map(|b| b.errors as f64 * per_sec)
         .fold(0.0, f64::max);
-    let (ops_top, ops_step) = nice_axis(max_ops);
+    // A little headroom, so that the lines stay clear of the frame.
+    let (ops_top, ops_step) = nice_axis(max_ops * 1.08);
     let (err_top, err_step) = nice_axis(max_err);
-    let y_ops = |v: f64| BOTTOM - v / ops_top * (BOTTOM - TOP);
-    let y_err = |v: f64| BOTTOM - v / err_top * (BOTTOM - TOP);
+    let scales = Scales { ops_top, err_top };
 
     let _ = writeln!(
         s,
@@ -56,9 +124,8 @@ pub fn render_svg(report: &DrillReport) -> String {
         s,
         "<rect x=\"0\" y=\"0\" width=\"{WIDTH}\" height=\"{HEIGHT}\" fill=\"white\"/>"
     );
-    // Title and legend.
     let title = format!(
-        "failover drill: {} / {} promotion / {} / {}",
+        "failover drill: {} / {} promotion / {} / {} replication",
         report.fault.as_str(),
         report.promotion.as_str(),
         report.backend.as_str(),
@@ -66,174 +133,190 @@ pub fn render_svg(report: &DrillReport) -> String {
     );
     let _ = writeln!(
         s,
-        "<text x=\"{LEFT}\" y=\"22\" font-size=\"15\" font-weight=\"bold\">{}</text>",
+        "<text x=\"{}\" y=\"20\" font-size=\"15\" font-weight=\"bold\">{}</text>",
+        OVERVIEW.0,
         esc(&title)
     );
     let summary = format!(
-        "write gap {} / detection {} / promotion {} / lost {} / caller errors {}",
+        "write gap {} / detection {} / promotion {} / lost acked writes {} / caller errors {} / writes to fenced node {}",
         opt_ms(report.write_gap_ms),
         opt_ms(report.detection_ms),
         opt_ms(report.promotion_ms),
         report.lost_acked_writes,
-        report.caller_errors_during_failover
+        report.caller_errors_during_failover,
+        report.writes_to_fenced_node
     );
     let _ = writeln!(
         s,
-        "<text x=\"{LEFT}\" y=\"40\" fill=\"#444\">{}</text>",
+        "<text x=\"{}\" y=\"37\" fill=\"#444\">{}</text>",
+        OVERVIEW.0,
         esc(&summary)
     );
     legend(&mut s);
-
-    // Unavailability window: fault to first write after it.
-    let fault_x = x_of(report.fault_at_ms as f64);
-    if let Some(first) = report.first_write_after_fault_ms {
-        let x2 = x_of(first as f64);
+    for (panel, name) in [(overview, "whole drill"), (zoom, "around the fault")] {
         let _ = writeln!(
             s,
-            "<rect x=\"{fault_x:.1}\" y=\"{TOP}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{ERRORS}\" fill-opacity=\"0.08\"/>",
-            (x2 - fault_x).max(1.0),
+            "<text x=\"{:.1}\" y=\"{:.1}\" font-weight=\"bold\" fill=\"#333\">{name}</text>",
+            panel.x0,
+            TOP - 6.0
+        );
+    }
+
+    // The zoomed window, outlined on the overview.
+    let _ = writeln!(
+        s,
+        "<rect x=\"{:.1}\" y=\"{TOP}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"#000\" fill-opacity=\"0.04\" stroke=\"#999\" stroke-dasharray=\"2,2\"/>",
+        overview.x(zoom.from_ms),
+        (overview.x(zoom.to_ms) - overview.x(zoom.from_ms)).max(1.0),
+        BOTTOM - TOP
+    );
+
+    for panel in [overview, zoom] {
+        // Unavailability window: fault to the first write after it.
+        if let Some(first) = report.first_write_after_fault_ms {
+            let a = panel.x(fault.max(panel.from_ms));
+            let b = panel.x((first as f64).min(panel.to_ms));
+            if b > a {
+                let _ = writeln!(
+                    s,
+                    "<rect x=\"{a:.1}\" y=\"{TOP}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{ERRORS}\" fill-opacity=\"0.10\"/>",
+                    (b - a).max(1.0),
+                    BOTTOM - TOP
+                );
+            }
+        }
+        // Horizontal grid.
+        let mut v = 0.0;
+        while v <= ops_top + ops_step * 0.01 {
+            let y = scales.y_ops(v);
+            let _ = writeln!(
+                s,
+                "<line x1=\"{:.1}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"#e6e6e6\"/>",
+                panel.x0, panel.x1
+            );
+            v += ops_step;
+        }
+        draw_data(
+            &mut s,
+            panel,
+            scales,
+            &buckets,
+            &report.timeline,
+            per_sec,
+            bucket_ms,
+        );
+        let _ = writeln!(
+            s,
+            "<rect x=\"{:.1}\" y=\"{TOP}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"none\" stroke=\"#333\"/>",
+            panel.x0,
+            panel.x1 - panel.x0,
             BOTTOM - TOP
         );
     }
 
-    // Grid and axes.
+    // Axes: ops/s on the left of the overview, errors/s on the right of
+    // the zoom (both panels share the scales).
     let mut v = 0.0;
     while v <= ops_top + ops_step * 0.01 {
-        let y = y_ops(v);
-        let _ = writeln!(
-            s,
-            "<line x1=\"{LEFT}\" y1=\"{y:.1}\" x2=\"{RIGHT}\" y2=\"{y:.1}\" stroke=\"#e6e6e6\"/>"
-        );
         let _ = writeln!(
             s,
             "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#333\">{}</text>",
-            LEFT - 6.0,
-            y + 4.0,
-            fmt_num(v)
+            OVERVIEW.0 - 5.0,
+            scales.y_ops(v) + 4.0,
+            fmt_tick(v, ops_top)
         );
         v += ops_step;
     }
     let mut v = 0.0;
     while v <= err_top + err_step * 0.01 {
-        let y = y_err(v);
         let _ = writeln!(
             s,
             "<text x=\"{:.1}\" y=\"{:.1}\" fill=\"{ERRORS}\">{}</text>",
-            RIGHT + 6.0,
-            y + 4.0,
-            fmt_num(v)
+            ZOOM.1 + 5.0,
+            scales.y_err(v) + 4.0,
+            fmt_tick(v, err_top)
         );
         v += err_step;
     }
-    let step_ms = time_step(total_ms);
+    // Overview time axis: seconds since the start.
+    let step = time_step(total_ms);
     let mut t = 0.0;
     while t <= total_ms + 1.0 {
-        let x = x_of(t);
-        let _ = writeln!(
-            s,
-            "<line x1=\"{x:.1}\" y1=\"{BOTTOM}\" x2=\"{x:.1}\" y2=\"{:.1}\" stroke=\"#333\"/>",
-            BOTTOM + 5.0
-        );
-        let _ = writeln!(
-            s,
-            "<text x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#333\">{}</text>",
-            BOTTOM + 18.0,
-            fmt_num(t / 1000.0)
-        );
-        t += step_ms;
+        x_tick(&mut s, overview.x(t), &fmt_tick(t / 1000.0, 0.0));
+        t += step;
     }
+    // Zoom time axis: milliseconds relative to the fault.
+    let span = zoom.to_ms - zoom.from_ms;
+    let step = if span <= 2500.0 { 500.0 } else { 1000.0 };
+    let mut rel = ((zoom.from_ms - fault) / step).ceil() * step;
+    while fault + rel <= zoom.to_ms + 1.0 {
+        let label = if rel > 0.0 {
+            format!("+{rel:.0}")
+        } else {
+            format!("{rel:.0}")
+        };
+        x_tick(&mut s, zoom.x(fault + rel), &label);
+        rel += step;
+    }
+    let axis_y = BOTTOM + 36.0;
     let _ = writeln!(
         s,
-        "<rect x=\"{LEFT}\" y=\"{TOP}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"none\" stroke=\"#333\"/>",
-        RIGHT - LEFT,
-        BOTTOM - TOP
+        "<text x=\"{:.1}\" y=\"{axis_y:.1}\" text-anchor=\"middle\" fill=\"#333\">seconds since the start</text>",
+        (OVERVIEW.0 + OVERVIEW.1) / 2.0
     );
     let _ = writeln!(
         s,
-        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#333\">time since start (s)</text>",
-        (LEFT + RIGHT) / 2.0,
-        BOTTOM + 40.0
+        "<text x=\"{:.1}\" y=\"{axis_y:.1}\" text-anchor=\"middle\" fill=\"#333\">ms relative to the fault</text>",
+        (ZOOM.0 + ZOOM.1) / 2.0
     );
     let mid = (TOP + BOTTOM) / 2.0;
     let _ = writeln!(
         s,
-        "<text x=\"16\" y=\"{mid:.1}\" text-anchor=\"middle\" fill=\"#333\" transform=\"rotate(-90 16 {mid:.1})\">successful ops/s</text>"
+        "<text x=\"14\" y=\"{mid:.1}\" text-anchor=\"middle\" fill=\"#333\" transform=\"rotate(-90 14 {mid:.1})\">successful ops/s (lines)</text>"
     );
-    let rx = WIDTH - 14.0;
+    let rx = WIDTH - 12.0;
     let _ = writeln!(
         s,
         "<text x=\"{rx:.1}\" y=\"{mid:.1}\" text-anchor=\"middle\" fill=\"{ERRORS}\" transform=\"rotate(90 {rx:.1} {mid:.1})\">errors/s (bars)</text>"
     );
 
-    // Error bars.
-    let bar_w = (x_of(bucket_ms) - x_of(0.0)).max(1.0);
-    for b in report.timeline.iter().filter(|b| b.errors > 0) {
-        let y = y_err(b.errors as f64 * per_sec);
-        let _ = writeln!(
-            s,
-            "<rect x=\"{:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{ERRORS}\" fill-opacity=\"0.65\"/>",
-            x_of(b.t_ms as f64),
-            (bar_w - 0.4).max(0.6),
-            BOTTOM - y
-        );
-    }
-    // Throughput lines.
-    for (color, pick) in [
-        (READS, (|b: &super::report::TimelineBucket| b.ok_reads) as fn(&_) -> u64),
-        (WRITES, |b| b.ok_writes),
-    ] {
-        // The last, partial bucket (operations ending after the stop) would
-        // look like a collapse.
-        let points: Vec<String> = report
-            .timeline
-            .iter()
-            .filter(|b| b.t_ms as f64 + bucket_ms <= report.duration_ms as f64)
-            .map(|b| {
-                format!(
-                    "{:.1},{:.1}",
-                    x_of(b.t_ms as f64 + bucket_ms / 2.0),
-                    y_ops(pick(b) as f64 * per_sec)
-                )
-            })
-            .collect();
-        let _ = writeln!(
-            s,
-            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"1.6\" stroke-linejoin=\"round\" points=\"{}\"/>",
-            points.join(" ")
-        );
-    }
-
-    // Markers.
-    let fault = report.fault_at_ms;
+    // Markers: the fault on both panels; all of them, labelled, on the zoom.
+    let fault_ms = report.fault_at_ms;
     let mut markers: Vec<(u64, String, &str)> = vec![(
-        fault,
-        format!("fault ({}) {:.2} s", report.fault.as_str(), fault as f64 / 1000.0),
+        fault_ms,
+        format!(
+            "fault ({}) at {:.2} s",
+            report.fault.as_str(),
+            fault / 1000.0
+        ),
         "#000000",
     )];
     if let Some(d) = report.detection_ms {
-        markers.push((fault + d, format!("detected +{d} ms"), "#ff7f0e"));
+        markers.push((fault_ms + d, format!("detected +{d} ms"), "#ff7f0e"));
     }
     if let Some(p) = report.promotion_ms {
-        markers.push((fault + p, format!("promoted +{p} ms"), "#9467bd"));
+        markers.push((fault_ms + p, format!("promoted +{p} ms"), "#9467bd"));
     }
     if let Some(first) = report.first_write_after_fault_ms {
         markers.push((
             first,
-            format!("first write +{} ms", first.saturating_sub(fault)),
-            "#17becf",
+            format!("first write +{} ms", first.saturating_sub(fault_ms)),
+            "#0f8f9f",
         ));
     }
+    marker_line(&mut s, overview, fault, "#000000");
     for (row, (t, label, color)) in markers.iter().enumerate() {
-        let x = x_of(*t as f64);
-        let _ = writeln!(
-            s,
-            "<line x1=\"{x:.1}\" y1=\"{TOP}\" x2=\"{x:.1}\" y2=\"{BOTTOM}\" stroke=\"{color}\" stroke-width=\"1.3\" stroke-dasharray=\"5,3\"/>"
-        );
+        let t = *t as f64;
+        if !zoom.contains(t) {
+            continue;
+        }
+        let x = zoom.x(t);
+        marker_line(&mut s, zoom, t, color);
         let y = TOP + 14.0 + 15.0 * row as f64;
-        let (tx, anchor) = if x > RIGHT - 150.0 {
-            (x - 5.0, "end")
+        let (tx, anchor) = if x > zoom.x1 - 120.0 {
+            (x - 4.0, "end")
         } else {
-            (x + 5.0, "start")
+            (x + 4.0, "start")
         };
         let _ = writeln!(
             s,
@@ -245,15 +328,88 @@ pub fn render_svg(report: &DrillReport) -> String {
     s
 }
 
-/// The legend, top right.
+/// Which count of a bucket a line shows.
+type Pick = fn(&TimelineBucket) -> u64;
+
+/// Error bars and throughput lines of one panel, clipped to it.
+fn draw_data(
+    s: &mut String,
+    panel: Panel,
+    scales: Scales,
+    whole: &[&TimelineBucket],
+    all: &[TimelineBucket],
+    per_sec: f64,
+    bucket_ms: f64,
+) {
+    let in_panel = |b: &TimelineBucket| {
+        b.t_ms as f64 >= panel.from_ms && b.t_ms as f64 + bucket_ms <= panel.to_ms + 0.5
+    };
+    let bar_w = (panel.x(panel.from_ms + bucket_ms) - panel.x0).max(0.8);
+    for b in all.iter().filter(|b| b.errors > 0 && in_panel(b)) {
+        let y = scales.y_err(b.errors as f64 * per_sec);
+        let _ = writeln!(
+            s,
+            "<rect x=\"{:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{ERRORS}\" fill-opacity=\"0.6\"/>",
+            panel.x(b.t_ms as f64),
+            (bar_w - 0.4).max(0.6),
+            BOTTOM - y
+        );
+    }
+    let series: [(&str, Pick); 2] = [(READS, |b| b.ok_reads), (WRITES, |b| b.ok_writes)];
+    for (color, pick) in series {
+        let points: Vec<String> = whole
+            .iter()
+            .filter(|b| in_panel(b))
+            .map(|b| {
+                format!(
+                    "{:.1},{:.1}",
+                    panel.x(b.t_ms as f64 + bucket_ms / 2.0),
+                    scales.y_ops(pick(b) as f64 * per_sec)
+                )
+            })
+            .collect();
+        if points.is_empty() {
+            continue;
+        }
+        let _ = writeln!(
+            s,
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"1.5\" stroke-linejoin=\"round\" points=\"{}\"/>",
+            points.join(" ")
+        );
+    }
+}
+
+fn marker_line(s: &mut String, panel: Panel, t_ms: f64, color: &str) {
+    let x = panel.x(t_ms);
+    let _ = writeln!(
+        s,
+        "<line x1=\"{x:.1}\" y1=\"{TOP}\" x2=\"{x:.1}\" y2=\"{BOTTOM}\" stroke=\"{color}\" stroke-width=\"1.3\" stroke-dasharray=\"5,3\"/>"
+    );
+}
+
+fn x_tick(s: &mut String, x: f64, label: &str) {
+    let _ = writeln!(
+        s,
+        "<line x1=\"{x:.1}\" y1=\"{BOTTOM}\" x2=\"{x:.1}\" y2=\"{:.1}\" stroke=\"#333\"/>",
+        BOTTOM + 5.0
+    );
+    let _ = writeln!(
+        s,
+        "<text x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#333\">{}</text>",
+        BOTTOM + 18.0,
+        esc(label)
+    );
+}
+
+/// The legend, above the overview's right half.
 fn legend(s: &mut String) {
     let items = [
         (WRITES, "writes/s", false),
         (READS, "reads/s", false),
         (ERRORS, "errors/s", true),
     ];
-    let mut x = RIGHT - 250.0;
-    let y = 36.0;
+    let mut x = OVERVIEW.1 - 245.0;
+    let y = TOP - 6.0;
     for (color, label, bar) in items {
         if bar {
             let _ = writeln!(
@@ -295,29 +451,34 @@ fn nice_axis(max: f64) -> (f64, f64) {
     ((max / step).ceil().max(1.0) * step, step)
 }
 
-/// A time-axis step (ms) giving at most about 12 ticks.
+/// A time-axis step (ms): whole seconds (half seconds for very short
+/// drills), at most about 12 ticks.
 fn time_step(total_ms: f64) -> f64 {
+    if total_ms <= 4000.0 {
+        return 500.0;
+    }
     [
-        500.0, 1000.0, 2000.0, 5000.0, 10_000.0, 15_000.0, 30_000.0, 60_000.0, 120_000.0,
-        300_000.0, 600_000.0,
+        1000.0, 2000.0, 5000.0, 10_000.0, 15_000.0, 30_000.0, 60_000.0, 120_000.0, 300_000.0,
+        600_000.0,
     ]
     .into_iter()
     .find(|&s| total_ms / s <= 12.0)
     .unwrap_or(600_000.0)
 }
 
-fn fmt_num(v: f64) -> String {
-    if v >= 10_000.0 {
-        let k = v / 1000.0;
-        if k.fract().abs() < 1e-9 {
-            format!("{k:.0}k")
+/// A tick label; on an axis reaching 10 000 or more, in thousands (`7.5k`).
+fn fmt_tick(v: f64, axis_top: f64) -> String {
+    let plain = |v: f64| {
+        if v.fract().abs() < 1e-9 {
+            format!("{v:.0}")
         } else {
-            format!("{k:.1}k")
+            format!("{v:.1}")
         }
-    } else if v.fract().abs() < 1e-9 {
-        format!("{v:.0}")
+    };
+    if axis_top >= 10_000.0 && v != 0.0 {
+        format!("{}k", plain(v / 1000.0))
     } else {
-        format!("{v:.1}")
+        plain(v)
     }
 }
 
@@ -342,9 +503,13 @@ mod tests {
         assert_eq!(nice_axis(4300.0), (5000.0, 1000.0));
         assert_eq!(nice_axis(7.0), (8.0, 2.0));
         assert_eq!(time_step(20_000.0), 2000.0);
+        assert_eq!(time_step(22_000.0), 2000.0);
         assert_eq!(time_step(6_000.0), 1000.0);
+        assert_eq!(time_step(3_000.0), 500.0);
         assert_eq!(esc("a<b & \"c\""), "a&lt;b &amp; &quot;c&quot;");
-        assert_eq!(fmt_num(12_000.0), "12k");
-        assert_eq!(fmt_num(2.5), "2.5");
+        assert_eq!(fmt_tick(12_000.0, 20_000.0), "12k");
+        assert_eq!(fmt_tick(7_500.0, 12_500.0), "7.5k");
+        assert_eq!(fmt_tick(7_500.0, 7_500.0), "7500");
+        assert_eq!(fmt_tick(2.5, 10.0), "2.5");
     }
 }

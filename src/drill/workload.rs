@@ -111,7 +111,9 @@ impl DrillPool {
         config: PoolConfig,
     ) -> crate::Result<DrillPool> {
         Ok(match backend {
-            DrillBackend::Sqlx => DrillPool::Sqlx(FailoverPgPool::connect_with(urls, config).await?),
+            DrillBackend::Sqlx => {
+                DrillPool::Sqlx(FailoverPgPool::connect_with(urls, config).await?)
+            }
             DrillBackend::Deadpool => {
                 DrillPool::Deadpool(FailoverPool::<DeadpoolPostgres>::connect(urls, config).await?)
             }
@@ -456,7 +458,8 @@ async fn write_loop(shared: Arc<Shared>, writer: usize) -> Vec<WriteRecord> {
     while !shared.stop.load(Ordering::Relaxed) {
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
         let start = shared.t0.elapsed();
-        let result = tokio::time::timeout(shared.op_timeout, shared.pool.write(id, writer_no)).await;
+        let result =
+            tokio::time::timeout(shared.op_timeout, shared.pool.write(id, writer_no)).await;
         let end = shared.t0.elapsed();
         let error = match result {
             Ok(Ok(())) => None,

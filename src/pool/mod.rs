@@ -244,7 +244,7 @@ impl<B: Backend> FailoverPool<B> {
             closed: AtomicBool::new(false),
             task: Mutex::new(None),
         });
-        Inner::probe_round(&inner).await;
+        let _ = Inner::probe_round(&inner).await;
         let guard = ProberGuard {
             inner: Arc::downgrade(&inner),
             probe_now: Arc::clone(&inner.probe_now),
@@ -475,7 +475,7 @@ impl<B: Backend> FailoverPool<B> {
 
     /// Probes every node now and waits for the new topology.
     pub async fn refresh(&self) -> Arc<Topology> {
-        Inner::probe_round(&self.inner).await;
+        let _ = Inner::probe_round(&self.inner).await;
         self.topology()
     }
 
@@ -619,17 +619,25 @@ fn pick_reader(t: &Topology, pref: ReadPreference, rr: &AtomicUsize) -> Option<u
 impl<B: Backend> ProberGuard<B> {
     async fn run(self) {
         let mut last_round = Instant::now();
+        let mut due: Option<Instant> = None;
         loop {
             let Some(inner) = self.inner.upgrade() else {
                 return;
             };
             let fast = inner.topology.load().writer.is_none();
             let interval = inner.config.probe_interval;
-            let wait = if fast {
+            let mut wait = if fast {
                 interval.min(Duration::from_millis(100))
             } else {
                 interval
             };
+            // Wake up exactly when the confirmation window ends.
+            if let Some(d) = due {
+                let until = d.saturating_duration_since(Instant::now());
+                if !until.is_zero() {
+                    wait = wait.min(until);
+                }
+            }
             // Re-probes asked for by failing callers are coalesced: at most
             // one round per `gap`, however many errors arrive.
             let gap = (interval / 4).min(Duration::from_millis(25));
@@ -648,7 +656,7 @@ impl<B: Backend> ProberGuard<B> {
             if inner.closed.load(Relaxed) {
                 return;
             }
-            Inner::probe_round(&inner).await;
+            due = Inner::probe_round(&inner).await;
             last_round = Instant::now();
         }
     }
@@ -668,9 +676,12 @@ impl<B: Backend> Drop for Inner<B> {
 }
 
 impl<B: Backend> Inner<B> {
-    async fn probe_round(this: &Arc<Self>) {
+    /// Probes every node, applies the rules, publishes the topology and, if
+    /// the automatic policy says so, promotes. Returns when the next
+    /// promotion decision is due (so the prober can wake up exactly then).
+    async fn probe_round(this: &Arc<Self>) -> Option<Instant> {
         let mut reconciler = this.reconciler.lock().await;
-        let results = Self::probe_all(this).await;
+        let mut results = Self::probe_all(this).await;
         let now = Instant::now();
         let limits = ReaderLimits {
             max_lag: this.config.max_replica_lag,
@@ -683,7 +694,10 @@ impl<B: Backend> Inner<B> {
             tracing::warn!(pool = %this.name, node = %id, "promoting (automatic policy)");
             match Self::promote_locked(this, &mut reconciler, candidate).await {
                 Ok(()) => {
-                    let results = Self::probe_all(this).await;
+                    // Re-probe only the promoted node and keep this round's
+                    // results for the others: a frozen old primary must not
+                    // delay publishing the new writer by another probe timeout.
+                    results[candidate] = Self::probe_one(this, candidate).await;
                     let out =
                         reconciler.apply(&results, Instant::now(), &this.config.promotion, limits);
                     this.publish(&reconciler, &out);
@@ -693,31 +707,34 @@ impl<B: Backend> Inner<B> {
                 }
             }
         }
+        let due = reconciler.promotion_due(&this.config.promotion);
         drop(reconciler);
         this.rounds.send_modify(|r| *r += 1);
+        due
+    }
+
+    async fn probe_one(this: &Arc<Self>, i: usize) -> ProbeResult {
+        let timeout = this.config.probe_timeout;
+        let started = Instant::now();
+        let probe =
+            match tokio::time::timeout(timeout, this.backend.probe(&this.slots[i].node)).await {
+                Ok(Ok(p)) => Ok(p),
+                Ok(Err(e)) => Err(error_chain(&e)),
+                Err(_) => Err(format!("probe timed out after {timeout:?}")),
+            };
+        ProbeResult {
+            probe,
+            rtt: started.elapsed(),
+        }
     }
 
     async fn probe_all(this: &Arc<Self>) -> Vec<ProbeResult> {
-        let timeout = this.config.probe_timeout;
-        let mut handles = Vec::with_capacity(this.slots.len());
-        for i in 0..this.slots.len() {
-            let inner = Arc::clone(this);
-            handles.push(tokio::spawn(async move {
-                let started = Instant::now();
-                let probe =
-                    match tokio::time::timeout(timeout, inner.backend.probe(&inner.slots[i].node))
-                        .await
-                    {
-                        Ok(Ok(p)) => Ok(p),
-                        Ok(Err(e)) => Err(error_chain(&e)),
-                        Err(_) => Err(format!("probe timed out after {timeout:?}")),
-                    };
-                ProbeResult {
-                    probe,
-                    rtt: started.elapsed(),
-                }
-            }));
-        }
+        let handles: Vec<_> = (0..this.slots.len())
+            .map(|i| {
+                let inner = Arc::clone(this);
+                tokio::spawn(async move { Self::probe_one(&inner, i).await })
+            })
+            .collect();
         let mut results = Vec::with_capacity(handles.len());
         for h in handles {
             results.push(h.await.unwrap_or_else(|e| ProbeResult {

@@ -345,8 +345,15 @@ impl Reconciler {
             .collect();
 
         // 6. Which nodes' connections must go, and did the topology change.
+        // A primary that stopped being one (demoted, fenced) or a node that
+        // went down loses its pooled connections. A replica that became the
+        // primary keeps them: they are connections to the new writer, and
+        // closing them would only fail the readers holding them.
         for (i, (old, new)) in before.1.iter().zip(&self.nodes).enumerate() {
-            if old.role != new.role || old.fenced != new.fenced || (old.up && !new.up) {
+            let demoted =
+                old.role == Some(Role::Primary) && new.up && new.role != Some(Role::Primary);
+            let fenced = new.fenced && !old.fenced;
+            if demoted || fenced || (old.up && !new.up) {
                 out.retire.push(i);
             }
         }
@@ -375,6 +382,16 @@ impl Reconciler {
             out.promote = self.promotion_candidate(*max_lag_bytes);
         }
         out
+    }
+
+    /// When the automatic policy's confirmation window ends, while no writer is known.
+    pub(crate) fn promotion_due(&self, policy: &PromotionPolicy) -> Option<Instant> {
+        match policy {
+            PromotionPolicy::Automatic { confirmation, .. } if self.writer.is_none() => {
+                self.writer_lost_at.map(|t| t + *confirmation)
+            }
+            _ => None,
+        }
     }
 
     /// The most advanced reachable, unfenced replica within `max_lag_bytes`

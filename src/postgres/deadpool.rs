@@ -29,7 +29,8 @@ use crate::pool::{
     WriteToken,
 };
 use crate::postgres::{
-    POSITION_SQL, PROBE_SQL, PROMOTE_SQL, already_primary, classify_sqlstate, probe_from_row,
+    IN_RECOVERY_SQL, POSITION_SQL, PROBE_SQL, PROMOTE_POLL, PROMOTE_SQL, PROMOTE_TIMEOUT,
+    already_primary, classify_sqlstate, probe_from_row,
 };
 use deadpool_postgres::{
     Hook, HookError, Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
@@ -171,6 +172,8 @@ impl Backend for DeadpoolPostgres {
             .runtime(Runtime::Tokio1)
             .create_timeout(Some(self.connect_timeout))
             .wait_timeout(Some(self.connect_timeout))
+            // A recycle check on a frozen node must not hang the caller.
+            .recycle_timeout(Some(self.connect_timeout))
             .pre_recycle(Hook::sync_fn(move |_, _| {
                 if current.is_current(epoch) {
                     Ok(())
@@ -220,14 +223,27 @@ impl Backend for DeadpoolPostgres {
     async fn promote(&self, node: &DeadpoolNode) -> Result<()> {
         let client = connect(&node.config).await?;
         match client.query_one(PROMOTE_SQL, &[]).await {
-            Ok(row) if row.get::<_, bool>(0) => Ok(()),
-            Ok(_) => Err(Error::Timeout {
-                what: "pg_promote",
-                after: Duration::from_secs(60),
-                may_have_executed: true,
-            }),
-            Err(e) if already_primary(e.code().map(|c| c.code())) => Ok(()),
-            Err(e) => Err(pg_error("promote", e)),
+            Ok(_) => {}
+            Err(e) if already_primary(e.code().map(|c| c.code())) => return Ok(()),
+            Err(e) => return Err(pg_error("promote", e)),
+        }
+        let deadline = tokio::time::Instant::now() + PROMOTE_TIMEOUT;
+        loop {
+            let row = client
+                .query_one(IN_RECOVERY_SQL, &[])
+                .await
+                .map_err(|e| pg_error("promote", e))?;
+            if !row.get::<_, bool>(0) {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Timeout {
+                    what: "pg_promote",
+                    after: PROMOTE_TIMEOUT,
+                    may_have_executed: true,
+                });
+            }
+            tokio::time::sleep(PROMOTE_POLL).await;
         }
     }
 

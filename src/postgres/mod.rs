@@ -33,8 +33,19 @@ pub const PROBE_SQL: &str = "SELECT pg_is_in_recovery() AS in_recovery, \
    WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0 \
    ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0) END)::float8 AS lag_seconds";
 
-/// Promotes a standby and waits (up to 60 s) for the promotion to finish.
-pub const PROMOTE_SQL: &str = "SELECT pg_promote(true, 60)";
+/// Asks a standby to promote itself without waiting: `pg_promote(true)`
+/// polls for the end of recovery only ten times a second, so the backends
+/// poll [`IN_RECOVERY_SQL`] every [`PROMOTE_POLL`] instead (≈ 90 ms saved).
+pub const PROMOTE_SQL: &str = "SELECT pg_promote(false)";
+
+/// Whether the node is still in recovery.
+pub const IN_RECOVERY_SQL: &str = "SELECT pg_is_in_recovery()";
+
+/// How often a promotion's end is polled.
+pub const PROMOTE_POLL: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// How long a promotion may take before it is reported as timed out.
+pub const PROMOTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The writer's current WAL position, for read-your-writes tokens.
 pub const POSITION_SQL: &str = "SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::int8, \

@@ -39,7 +39,8 @@ use crate::pool::{
     Topology, WriteToken,
 };
 use crate::postgres::{
-    POSITION_SQL, PROBE_SQL, PROMOTE_SQL, already_primary, classify_sqlstate, probe_from_row,
+    IN_RECOVERY_SQL, POSITION_SQL, PROBE_SQL, PROMOTE_POLL, PROMOTE_SQL, PROMOTE_TIMEOUT,
+    already_primary, classify_sqlstate, probe_from_row,
 };
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
@@ -183,20 +184,39 @@ impl Backend for SqlxPostgres {
         let mut conn = PgConnection::connect_with(&node.options)
             .await
             .map_err(|e| node_error("promote connect", e))?;
-        let res = sqlx::query_scalar::<_, bool>(PROMOTE_SQL)
-            .fetch_one(&mut conn)
-            .await;
-        let _ = conn.close().await;
-        match res {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(Error::Timeout {
-                what: "pg_promote",
-                after: Duration::from_secs(60),
-                may_have_executed: true,
-            }),
-            Err(sqlx::Error::Database(db)) if already_primary(db.code().as_deref()) => Ok(()),
-            Err(e) => Err(node_error("promote", e)),
+        let res = async {
+            match sqlx::query_scalar::<_, bool>(PROMOTE_SQL)
+                .fetch_one(&mut conn)
+                .await
+            {
+                Ok(_) => {}
+                Err(sqlx::Error::Database(db)) if already_primary(db.code().as_deref()) => {
+                    return Ok(());
+                }
+                Err(e) => return Err(node_error("promote", e)),
+            }
+            let deadline = tokio::time::Instant::now() + PROMOTE_TIMEOUT;
+            loop {
+                let in_recovery: bool = sqlx::query_scalar(IN_RECOVERY_SQL)
+                    .fetch_one(&mut conn)
+                    .await
+                    .map_err(|e| node_error("promote", e))?;
+                if !in_recovery {
+                    return Ok(());
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(Error::Timeout {
+                        what: "pg_promote",
+                        after: PROMOTE_TIMEOUT,
+                        may_have_executed: true,
+                    });
+                }
+                tokio::time::sleep(PROMOTE_POLL).await;
+            }
         }
+        .await;
+        let _ = conn.close().await;
+        res
     }
 
     fn classify(error: &sqlx::Error) -> ErrorClass {
