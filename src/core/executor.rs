@@ -533,10 +533,12 @@ impl Failover {
         ep.metrics(&self.inner.name).record(success, latency);
     }
 
-    /// Runs `op` with failover under the manager's retry policy, treating it
+    /// Runs `op` with failover (the seed's `ExecuteWithFailover`) under the
+    /// manager's retry policy, treating it
     /// as *not* idempotent: after a failure that may have executed (a timeout
     /// or a connection cut mid-request) it is not retried and the error says
     /// so ([`Error::may_have_executed`]).
+    #[doc(alias = "execute_with_failover")]
     pub async fn execute<T, E, F, Fut>(&self, op: F) -> Result<Served<T>>
     where
         F: FnMut(Arc<LiveEndpoint>) -> Fut,

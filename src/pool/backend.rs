@@ -87,6 +87,20 @@ pub trait Backend: Send + Sync + fmt::Debug + Sized + 'static {
     /// that is already primary succeeds.
     fn promote<'a>(&'a self, node: &'a Self::Node) -> impl Future<Output = Result<()>> + Send + 'a;
 
+    /// A planned switch of the writer from `from` to `to`, called by
+    /// [`FailoverPool::switchover`](crate::pool::FailoverPool::switchover)
+    /// once `to` has caught up and writers are held back. The default
+    /// promotes `to` (the old writer is then fenced by the new epoch); a
+    /// store with a coordinated command (Redis `FAILOVER`) overrides it.
+    fn switchover<'a>(
+        &'a self,
+        from: &'a Self::Node,
+        to: &'a Self::Node,
+    ) -> impl Future<Output = Result<()>> + Send + 'a {
+        let _ = from;
+        self.promote(to)
+    }
+
     /// Whether an error is failover-class (the node or path failed) or the
     /// application's own.
     fn classify(error: &Self::Error) -> ErrorClass;

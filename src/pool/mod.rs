@@ -29,6 +29,9 @@ use tokio::sync::{Notify, broadcast, watch};
 use tokio::time::Instant;
 use topology::{ProbeResult, ReaderLimits, Reconciler};
 
+/// How long a promotion or switchover may take.
+const PROMOTION_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// A read-your-writes token: the writer's position after a write. A read
 /// with it goes only to a node that has replayed that far (else the writer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -545,7 +548,7 @@ impl<B: Backend> FailoverPool<B> {
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            Inner::promote(inner, target).await
+            Inner::switch(inner, old, target).await
         }
         .await;
         inner.paused.store(false, Release);
@@ -825,24 +828,45 @@ impl<B: Backend> Inner<B> {
         reconciler: &mut Reconciler,
         index: usize,
     ) -> Result<()> {
+        let promote = this.backend.promote(&this.slots[index].node);
+        Self::make_writer(this, reconciler, index, "promotion", promote).await
+    }
+
+    /// A planned switch through [`Backend::switchover`].
+    async fn switch(this: &Arc<Self>, from: usize, to: usize) -> Result<()> {
+        let mut reconciler = this.reconciler.lock().await;
+        let switch = this
+            .backend
+            .switchover(&this.slots[from].node, &this.slots[to].node);
+        Self::make_writer(this, &mut reconciler, to, "switchover", switch).await
+    }
+
+    /// Runs a promotion or switchover (bounded), then records it: the node
+    /// wins ties from now on, a counter, a metric and a `Promoted` event.
+    async fn make_writer(
+        this: &Arc<Self>,
+        reconciler: &mut Reconciler,
+        index: usize,
+        what: &'static str,
+        action: impl Future<Output = Result<()>>,
+    ) -> Result<()> {
         let slot = &this.slots[index];
         let started = Instant::now();
-        let timeout = Duration::from_secs(60).max(this.config.probe_timeout);
-        match tokio::time::timeout(timeout, this.backend.promote(&slot.node)).await {
+        let timeout = PROMOTION_TIMEOUT;
+        match tokio::time::timeout(timeout, action).await {
             Ok(Ok(())) => {
-                let duration = started.elapsed();
                 reconciler.set_preferred(index);
                 this.stats.promotions.fetch_add(1, Relaxed);
                 metrics::counter!(names::POOL_PROMOTIONS_TOTAL, "manager" => metrics::SharedString::from(Arc::clone(&this.name)), "node" => metrics::SharedString::from(Arc::clone(&slot.spec.id))).increment(1);
                 this.events.emit(EventKind::Promoted {
                     node: Arc::clone(&slot.spec.id),
-                    duration,
+                    duration: started.elapsed(),
                 });
                 Ok(())
             }
             Ok(Err(e)) => Err(e),
             Err(_) => Err(Error::Timeout {
-                what: "promotion",
+                what,
                 after: timeout,
                 may_have_executed: true,
             }),
