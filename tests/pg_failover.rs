@@ -617,10 +617,17 @@ async fn manual_switchover_waits_for_catch_up() {
         99,
         "nothing lost"
     );
-    sqlx::query("INSERT INTO t (id) VALUES (100)")
-        .execute(&pool)
-        .await
-        .unwrap();
+    // Writers released by the switchover go to the new primary only: the old
+    // one (still a running primary, on the old timeline) gets nothing more.
+    for id in 100..150i64 {
+        sqlx::query("INSERT INTO t (id) VALUES ($1)")
+            .bind(id)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    assert_eq!(c.count(0, "SELECT count(*) FROM t").await.unwrap(), 99);
+    assert_eq!(c.count(1, "SELECT count(*) FROM t").await.unwrap(), 149);
     // Promoting the current writer again is idempotent.
     pool.failover().promote(&id_of(&c, 1)).await.unwrap();
 }
@@ -725,4 +732,51 @@ async fn two_application_instances_promote_without_racing_into_two_writers() {
             .unwrap(),
         3
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_switchover_does_not_hold_writers_back() {
+    let c = cluster(1, false).await;
+    let pool = sqlx_pool(&c, PromotionPolicy::Manual).await;
+    // The standby stops replaying, so the switchover can never catch up.
+    c.exec(1, "SELECT pg_wal_replay_pause()").await.unwrap();
+    sqlx::query("INSERT INTO t (id) VALUES (1)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let cancelled = tokio::time::timeout(
+        Duration::from_millis(500),
+        pool.failover().switchover(None, Duration::from_secs(60)),
+    )
+    .await;
+    assert!(
+        cancelled.is_err(),
+        "the switchover was still waiting for catch-up"
+    );
+    // Dropping it released the writers: this write is served at once, by the old primary.
+    let started = Instant::now();
+    sqlx::query("INSERT INTO t (id) VALUES (2)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    eprintln!(
+        "write after a cancelled switchover took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        pool.topology().writer_status().unwrap().id.as_ref(),
+        id_of(&c, 0)
+    );
+    // A switchover that times out leaves everything as it was.
+    let err = pool
+        .failover()
+        .switchover(None, Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::Timeout);
+    sqlx::query("INSERT INTO t (id) VALUES (3)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert!(c.is_in_recovery(1).await.unwrap(), "nothing was promoted");
 }

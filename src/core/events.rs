@@ -23,7 +23,7 @@
 //! | `failover_health_checks_total` | counter | manager, endpoint, result (`pass`/`fail`) | active checks |
 //! | `failover_health_check_duration_seconds` | histogram | manager, endpoint | active check latency |
 //! | `failover_panic_mode` | gauge | manager | 1 while panic routing is on |
-//! | `failover_pool_failovers_total` | counter | manager | writer changes seen by a pool |
+//! | `failover_pool_failovers_total` | counter | manager | writer changes seen by a pool (the first discovery included; completed failovers are in `PoolStats::failovers`) |
 //! | `failover_pool_promotions_total` | counter | manager, node | promotions performed by the pool |
 //! | `failover_pool_fenced_total` | counter | manager, node | nodes fenced (split brain, stale primary) |
 //! | `failover_pool_split_brain_total` | counter | manager | split brains detected |

@@ -17,6 +17,10 @@ pub enum PromotionPolicy {
     Manual,
     /// Promote the most advanced healthy secondary once the primary has been
     /// unreachable for `confirmation`, if its lag is within `max_lag_bytes`.
+    /// Only a writer this pool has seen can be lost: a pool that starts
+    /// while no primary is reachable waits for one (or for an external or
+    /// manual promotion) rather than promote a replica of unknown lag. A
+    /// failed promotion is retried after 2 s.
     Automatic {
         /// How long the primary must stay unreachable before promoting
         /// (an outage shorter than this never causes a promotion).

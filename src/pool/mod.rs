@@ -76,6 +76,23 @@ pub struct PoolStats {
     pub waits: LatencySummary,
 }
 
+/// Holds writers back while alive; wakes them when dropped.
+struct PauseGuard<'a, B: Backend>(&'a Inner<B>);
+
+impl<'a, B: Backend> PauseGuard<'a, B> {
+    fn new(inner: &'a Inner<B>) -> Self {
+        inner.paused.fetch_add(1, AcqRel);
+        PauseGuard(inner)
+    }
+}
+
+impl<B: Backend> Drop for PauseGuard<'_, B> {
+    fn drop(&mut self) {
+        self.0.paused.fetch_sub(1, AcqRel);
+        self.0.rounds.send_modify(|r| *r += 1);
+    }
+}
+
 /// When a caller started waiting and until when it may (set lazily, so the
 /// fast path reads no clock).
 #[derive(Debug, Default)]
@@ -151,7 +168,8 @@ struct Inner<B: Backend> {
     events: EventBus,
     read_rr: AtomicUsize,
     stats: PoolCounters,
-    paused: AtomicBool,
+    /// Switchovers in progress (writers are held back while > 0).
+    paused: AtomicUsize,
     closed: AtomicBool,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -243,7 +261,7 @@ impl<B: Backend> FailoverPool<B> {
             probe_now: Arc::new(Notify::new()),
             read_rr: AtomicUsize::new(0),
             stats: PoolCounters::default(),
-            paused: AtomicBool::new(false),
+            paused: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             task: Mutex::new(None),
         });
@@ -376,7 +394,16 @@ impl<B: Backend> FailoverPool<B> {
                 Err(e) => return Err(e),
             };
             match self.inner.backend.acquire(&node.pool).await {
-                Ok(conn) => return Ok((conn, node)),
+                Ok(conn) => {
+                    // The topology may have moved while we connected (the
+                    // node fenced or demoted): then this connection must not
+                    // carry writes. One lock-free load on the fast path.
+                    if for_writer && self.inner.topology.load().writer != Some(node.index) {
+                        drop(conn);
+                        continue;
+                    }
+                    return Ok((conn, node));
+                }
                 Err(e) => {
                     let class = B::classify(&e);
                     if !class.is_failover() {
@@ -415,7 +442,7 @@ impl<B: Backend> FailoverPool<B> {
                 return Err(Error::Closed);
             }
             // A switchover holds writers back; readers go on.
-            if !(for_writer && inner.paused.load(Acquire)) {
+            if !(for_writer && inner.paused.load(Acquire) > 0) {
                 let topo = inner.topology.load();
                 if let Some(i) = choose(&topo) {
                     let skip = avoid.is_some_and(|(ai, ae)| ai == i && topo.epoch <= ae && !waited);
@@ -444,7 +471,11 @@ impl<B: Backend> FailoverPool<B> {
                 rounds = Some(inner.rounds.subscribe());
                 continue;
             };
-            inner.probe_now.notify_one();
+            if !waited {
+                // One request per waiter: the prober coalesces them, and
+                // later rounds come at the (fast) probe interval anyway.
+                inner.probe_now.notify_one();
+            }
             waited = true;
             match tokio::time::timeout_at(deadline, rx.changed()).await {
                 Ok(Ok(())) => {}
@@ -524,37 +555,48 @@ impl<B: Backend> FailoverPool<B> {
         if target == old {
             return Ok(topo);
         }
-        inner.paused.store(true, Release);
-        let result = async {
-            let deadline = Instant::now() + timeout;
-            loop {
-                let t = self.refresh().await;
-                let (w, r) = (&t.nodes[old], &t.nodes[target]);
-                if !r.up || r.role != Some(Role::Replica) {
-                    return Err(Error::Config(format!(
-                        "switchover target `{}` is not a reachable replica",
-                        r.id
-                    )));
-                }
-                if w.up && r.position >= w.position {
-                    break;
-                }
-                if Instant::now() >= deadline {
-                    return Err(Error::Timeout {
-                        what: "switchover catch-up",
-                        after: timeout,
-                        may_have_executed: false,
-                    });
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
+        // Released on every exit, including when this future is dropped.
+        let _pause = PauseGuard::new(inner);
+        let deadline = Instant::now() + timeout;
+        loop {
+            let t = self.refresh().await;
+            let (w, r) = (&t.nodes[old], &t.nodes[target]);
+            if !r.up || r.role != Some(Role::Replica) {
+                return Err(Error::Config(format!(
+                    "switchover target `{}` is not a reachable replica",
+                    r.id
+                )));
             }
-            Inner::switch(inner, old, target).await
+            if w.up && r.position >= w.position {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout {
+                    what: "switchover catch-up",
+                    after: timeout,
+                    may_have_executed: false,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        .await;
-        inner.paused.store(false, Release);
-        inner.rounds.send_modify(|r| *r += 1);
-        result?;
-        Ok(self.refresh().await)
+        Inner::switch(inner, old, target).await?;
+        // Writers stay held back until the published topology has the new
+        // writer (and the old one fenced): releasing them earlier would send
+        // them to the old primary, which still accepts writes.
+        loop {
+            let t = self.refresh().await;
+            if t.writer == Some(target) {
+                return Ok(t);
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout {
+                    what: "switchover: waiting for the new writer to report itself primary",
+                    after: timeout,
+                    may_have_executed: true,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     /// Stops the prober; calls waiting for a node get [`Error::Closed`].
@@ -706,7 +748,11 @@ impl<B: Backend> Inner<B> {
                     this.publish(&reconciler, &out);
                 }
                 Err(e) => {
-                    tracing::error!(pool = %this.name, node = %id, error = %e, "automatic promotion failed");
+                    // Do not hammer a node that refuses (e.g. no permission
+                    // for pg_promote): try again after a pause.
+                    let pause = Duration::from_secs(2);
+                    reconciler.promotion_failed(Instant::now() + pause);
+                    tracing::error!(pool = %this.name, node = %id, error = %e, ?pause, "automatic promotion failed");
                 }
             }
         }
@@ -750,9 +796,6 @@ impl<B: Backend> Inner<B> {
 
     fn publish(&self, reconciler: &Reconciler, out: &topology::Outcome) {
         let manager = metrics::SharedString::from(Arc::clone(&self.name));
-        for &i in &out.retire {
-            self.retire(i);
-        }
         let topo = reconciler.topology();
         for (slot, n) in self.slots.iter().zip(&topo.nodes) {
             slot.up_gauge.set(if n.up { 1.0 } else { 0.0 });
@@ -793,6 +836,11 @@ impl<B: Backend> Inner<B> {
             }
         }
         self.topology.store(Arc::new(topo));
+        // Retire only after the new topology is visible, so nobody picks
+        // the retired node from the old topology with the new generation.
+        for &i in &out.retire {
+            self.retire(i);
+        }
         for e in &out.events {
             self.events.emit(e.clone());
         }

@@ -29,6 +29,9 @@ pub struct NodeStatus {
     pub epoch: u64,
     /// Write position (primary) or replay position (replica).
     pub position: u64,
+    /// Received position (replicas): everything received is replayed on
+    /// promotion, so this ranks promotion candidates.
+    pub received: Option<u64>,
     /// Bytes behind the writer (replicas; `None` when unknown).
     pub lag_bytes: Option<u64>,
     /// Replay delay reported by the replica.
@@ -106,8 +109,11 @@ pub(crate) struct Reconciler {
     /// The node this pool promoted or followed last: wins ties.
     preferred: Option<usize>,
     readers: Vec<usize>,
-    /// Whether any writer was ever seen (finding the first one is not a failover).
+    /// Whether any writer was ever seen (finding the first one is not a
+    /// failover, and automatic promotion needs a writer to have been lost).
     had_writer: bool,
+    /// After a failed automatic promotion, the next try waits until then.
+    promotion_blocked_until: Option<Instant>,
 }
 
 impl Reconciler {
@@ -122,6 +128,7 @@ impl Reconciler {
                     fenced: false,
                     epoch: 0,
                     position: 0,
+                    received: None,
                     lag_bytes: None,
                     lag: None,
                     rtt: None,
@@ -137,6 +144,7 @@ impl Reconciler {
             preferred: None,
             readers: Vec::new(),
             had_writer: false,
+            promotion_blocked_until: None,
         }
     }
 
@@ -187,6 +195,7 @@ impl Reconciler {
                     n.role = Some(p.role);
                     n.epoch = p.epoch;
                     n.position = p.position;
+                    n.received = p.received;
                     n.lag = p.lag;
                     n.rtt = Some(r.rtt);
                     n.last_error = None;
@@ -375,6 +384,8 @@ impl Reconciler {
             max_lag_bytes,
         } = policy
             && self.writer.is_none()
+            && self.had_writer
+            && self.promotion_blocked_until.is_none_or(|t| now >= t)
             && self
                 .writer_lost_at
                 .is_some_and(|t| now.saturating_duration_since(t) >= *confirmation)
@@ -387,11 +398,19 @@ impl Reconciler {
     /// When the automatic policy's confirmation window ends, while no writer is known.
     pub(crate) fn promotion_due(&self, policy: &PromotionPolicy) -> Option<Instant> {
         match policy {
-            PromotionPolicy::Automatic { confirmation, .. } if self.writer.is_none() => {
-                self.writer_lost_at.map(|t| t + *confirmation)
+            PromotionPolicy::Automatic { confirmation, .. }
+                if self.writer.is_none() && self.had_writer =>
+            {
+                let due = self.writer_lost_at.map(|t| t + *confirmation);
+                due.max(self.promotion_blocked_until)
             }
             _ => None,
         }
+    }
+
+    /// An automatic promotion failed: do not try again before `until`.
+    pub(crate) fn promotion_failed(&mut self, until: Instant) {
+        self.promotion_blocked_until = Some(until);
     }
 
     /// The most advanced reachable, unfenced replica within `max_lag_bytes`
@@ -405,9 +424,15 @@ impl Reconciler {
                     && self.last_writer_position.saturating_sub(n.position) <= max_lag_bytes
             })
             .max_by(|&a, &b| {
+                // Everything received is replayed on promotion, so the most
+                // WAL received wins, then the most replayed. The timeline is
+                // left out: for users without `pg_read_all_stats` a standby
+                // reports the timeline of its last restartpoint, which lags.
                 let (na, nb) = (&self.nodes[a], &self.nodes[b]);
-                (na.epoch, na.position)
-                    .cmp(&(nb.epoch, nb.position))
+                let key =
+                    |n: &NodeStatus| (n.received.unwrap_or(n.position).max(n.position), n.position);
+                key(na)
+                    .cmp(&key(nb))
                     // earlier in configured order wins ties
                     .then(b.cmp(&a))
             })
@@ -604,6 +629,78 @@ mod tests {
             &out,
             |e| matches!(e, EventKind::FailoverFinished { duration, .. } if *duration == Duration::from_millis(600))
         ));
+    }
+
+    #[test]
+    fn never_promotes_before_a_writer_was_seen() {
+        // An instance starting while the primary is unreachable must not
+        // promote a replica of unknown lag.
+        let t0 = Instant::now();
+        let mut r = Reconciler::new(&ids(2), t0);
+        let t1 = t0 + Duration::from_secs(60);
+        assert_eq!(
+            r.apply(
+                &[down(), replica(1, 10)],
+                t1,
+                &auto(10),
+                ReaderLimits::default()
+            )
+            .promote,
+            None
+        );
+        assert_eq!(r.promotion_due(&auto(10)), None);
+    }
+
+    #[test]
+    fn failed_promotion_backs_off() {
+        let t0 = Instant::now();
+        let mut r = Reconciler::new(&ids(2), t0);
+        r.apply(
+            &[primary(1, 10), replica(1, 10)],
+            t0,
+            &auto(10),
+            ReaderLimits::default(),
+        );
+        r.apply(
+            &[down(), replica(1, 10)],
+            t0,
+            &auto(10),
+            ReaderLimits::default(),
+        );
+        let t1 = t0 + Duration::from_millis(50);
+        assert_eq!(
+            r.apply(
+                &[down(), replica(1, 10)],
+                t1,
+                &auto(10),
+                ReaderLimits::default()
+            )
+            .promote,
+            Some(1)
+        );
+        r.promotion_failed(t1 + Duration::from_secs(2));
+        let t2 = t1 + Duration::from_millis(100);
+        assert_eq!(
+            r.apply(
+                &[down(), replica(1, 10)],
+                t2,
+                &auto(10),
+                ReaderLimits::default()
+            )
+            .promote,
+            None
+        );
+        let t3 = t1 + Duration::from_secs(3);
+        assert_eq!(
+            r.apply(
+                &[down(), replica(1, 10)],
+                t3,
+                &auto(10),
+                ReaderLimits::default()
+            )
+            .promote,
+            Some(1)
+        );
     }
 
     #[test]

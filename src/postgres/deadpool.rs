@@ -53,6 +53,14 @@ pub fn classify_pg(error: &tokio_postgres::Error) -> ErrorClass {
     if error.is_closed() {
         return ErrorClass::maybe_executed();
     }
+    // A failure to connect (refused, timed out, TLS) never reached the server.
+    let text = error.to_string();
+    if text.starts_with("error connecting")
+        || text.starts_with("error performing TLS")
+        || text.starts_with("timeout waiting")
+    {
+        return ErrorClass::not_executed();
+    }
     let mut src = std::error::Error::source(error);
     while let Some(s) = src {
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
@@ -60,13 +68,7 @@ pub fn classify_pg(error: &tokio_postgres::Error) -> ErrorClass {
         }
         src = s.source();
     }
-    let text = error.to_string();
-    if text.starts_with("error connecting")
-        || text.starts_with("error performing TLS")
-        || text.starts_with("timeout waiting")
-    {
-        ErrorClass::not_executed()
-    } else if text.starts_with("error communicating") || text.starts_with("unexpected message") {
+    if text.starts_with("error communicating") || text.starts_with("unexpected message") {
         ErrorClass::maybe_executed()
     } else {
         ErrorClass::Application

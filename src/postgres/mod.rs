@@ -21,7 +21,15 @@ pub mod deadpool;
 pub mod sqlx;
 
 /// The probe query. Columns: `in_recovery bool, timeline int8, position int8,
-/// received int8 (null on a primary), lag_seconds float8 (null on a primary)`.
+/// received int8 (null until a standby has streamed), lag_seconds float8
+/// (null on a primary; 0 when everything received is replayed)`.
+///
+/// The standby's timeline comes from `pg_stat_wal_receiver`, whose columns
+/// only superusers and members of `pg_read_all_stats` see; for other users
+/// it falls back to the last restartpoint's timeline, which can lag behind a
+/// timeline switch (reads with a read-your-writes token then go to the
+/// writer until it catches up). Grant `pg_read_all_stats` to the pool's
+/// user for exact replica timelines.
 pub const PROBE_SQL: &str = "SELECT pg_is_in_recovery() AS in_recovery, \
  (CASE WHEN pg_is_in_recovery() \
    THEN COALESCE((SELECT received_tli FROM pg_stat_wal_receiver WHERE received_tli > 0), \
@@ -30,7 +38,7 @@ pub const PROBE_SQL: &str = "SELECT pg_is_in_recovery() AS in_recovery, \
  ((CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END) - '0/0'::pg_lsn)::int8 AS position, \
  (pg_last_wal_receive_lsn() - '0/0'::pg_lsn)::int8 AS received, \
  (CASE WHEN NOT pg_is_in_recovery() THEN NULL \
-   WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0 \
+   WHEN COALESCE(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) <= pg_last_wal_replay_lsn() THEN 0 \
    ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0) END)::float8 AS lag_seconds";
 
 /// Asks a standby to promote itself without waiting: `pg_promote(true)`

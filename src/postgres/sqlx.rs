@@ -494,9 +494,14 @@ impl FailoverPgPool {
             + Send,
     {
         let (conn, node) = self.pool.acquire_writer().await?;
-        let mut tx = Transaction::begin(conn, None)
-            .await
-            .map_err(|e| self.observe_err(&node, e))?;
+        let mut tx = Transaction::begin(conn, None).await.map_err(|e| {
+            // Nothing of the body ran: a failure at BEGIN never executed it.
+            let class = match self.pool.report(&node, &e) {
+                ErrorClass::Failover { .. } => ErrorClass::not_executed(),
+                app => app,
+            };
+            Error::backend(&*node.id, class, e)
+        })?;
         let value = match body(&mut tx).await {
             Ok(v) => v,
             Err(e) => {
