@@ -88,6 +88,11 @@ pub struct PoolConfig {
     /// Timeout of one probe (connect + query). A frozen node is detected by it.
     #[serde(with = "humantime_serde")]
     pub probe_timeout: Duration,
+    /// Probes in a row that must time out (or get an error answer from the
+    /// server) before a node counts as down; one slow moment of a loaded
+    /// primary then does not retire its connections or start a failover. A
+    /// refused or reset connection counts at once. Default 2.
+    pub probe_timeouts_to_down: u32,
     /// How long a caller waits for a connection of the role it asked for,
     /// across a failover, before getting an error.
     #[serde(with = "humantime_serde")]
@@ -124,6 +129,7 @@ impl Default for PoolConfig {
             name: "pool".into(),
             probe_interval: Duration::from_secs(1),
             probe_timeout: Duration::from_secs(1),
+            probe_timeouts_to_down: 2,
             acquire_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(2),
             promotion: PromotionPolicy::default(),
@@ -146,6 +152,12 @@ impl PoolConfig {
         }
         if self.probe_timeout.is_zero() {
             return bad("probe_timeout must be > 0");
+        }
+        if self.probe_timeouts_to_down == 0 {
+            return bad("probe_timeouts_to_down must be >= 1");
+        }
+        if self.acquire_timeout < self.connect_timeout {
+            return bad("acquire_timeout must be >= connect_timeout");
         }
         if self.connect_timeout.is_zero() {
             return bad("connect_timeout must be > 0");

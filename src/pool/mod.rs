@@ -248,7 +248,7 @@ impl<B: Backend> FailoverPool<B> {
         }
         let ids: Vec<Arc<str>> = slots.iter().map(|s| Arc::clone(&s.spec.id)).collect();
         let now = Instant::now();
-        let reconciler = Reconciler::new(&ids, now);
+        let reconciler = Reconciler::new(&ids, now).with_soft_limit(config.probe_timeouts_to_down);
         let inner = Arc::new(Inner {
             events: EventBus::new(Arc::clone(&name), 1024),
             name,
@@ -676,16 +676,15 @@ impl<B: Backend> ProberGuard<B> {
             } else {
                 interval
             };
-            // Wake up exactly when the confirmation window ends.
-            if let Some(d) = due {
-                let until = d.saturating_duration_since(Instant::now());
-                if !until.is_zero() {
-                    wait = wait.min(until);
-                }
-            }
             // Re-probes asked for by failing callers are coalesced: at most
             // one round per `gap`, however many errors arrive.
             let gap = (interval / 4).min(Duration::from_millis(25));
+            // Wake up exactly when the confirmation window ends, or at once
+            // (after the coalescing gap) when a node needs another look.
+            if let Some(d) = due {
+                let until = d.saturating_duration_since(Instant::now());
+                wait = wait.min(until.max(gap));
+            }
             // Hold only a weak reference while sleeping, so dropping the
             // pool stops this task.
             drop(inner);
@@ -756,7 +755,17 @@ impl<B: Backend> Inner<B> {
                 }
             }
         }
-        let due = reconciler.promotion_due(&this.config.promotion);
+        // A node that just timed out once is probed again right away.
+        let now = Instant::now();
+        let due = if reconciler.suspect() {
+            Some(now)
+        } else {
+            // A decision time already passed (e.g. no candidate within the
+            // lag bound) needs no early wake-up: the normal rounds go on.
+            reconciler
+                .promotion_due(&this.config.promotion)
+                .filter(|&d| d > now)
+        };
         drop(reconciler);
         this.rounds.send_modify(|r| *r += 1);
         due
@@ -765,15 +774,18 @@ impl<B: Backend> Inner<B> {
     async fn probe_one(this: &Arc<Self>, i: usize) -> ProbeResult {
         let timeout = this.config.probe_timeout;
         let started = Instant::now();
-        let probe =
+        let (probe, hard) =
             match tokio::time::timeout(timeout, this.backend.probe(&this.slots[i].node)).await {
-                Ok(Ok(p)) => Ok(p),
-                Ok(Err(e)) => Err(error_chain(&e)),
-                Err(_) => Err(format!("probe timed out after {timeout:?}")),
+                Ok(Ok(p)) => (Ok(p), false),
+                // Refused, reset, closed: the node is gone. An error the
+                // server answered with (e.g. too many clients) is soft.
+                Ok(Err(e)) => (Err(error_chain(&e)), e.is_failover()),
+                Err(_) => (Err(format!("probe timed out after {timeout:?}")), false),
             };
         ProbeResult {
             probe,
             rtt: started.elapsed(),
+            hard,
         }
     }
 
@@ -789,6 +801,7 @@ impl<B: Backend> Inner<B> {
             results.push(h.await.unwrap_or_else(|e| ProbeResult {
                 probe: Err(format!("probe task failed: {e}")),
                 rtt: Duration::ZERO,
+                hard: false,
             }));
         }
         results

@@ -74,6 +74,11 @@ impl Topology {
 pub(crate) struct ProbeResult {
     pub(crate) probe: Result<Probe, String>,
     pub(crate) rtt: Duration,
+    /// A failure that says the node is gone (refused, reset, closed), as
+    /// opposed to one that may be a slow moment (a timeout) or a server
+    /// that answered with an error: those count only after `soft_limit`
+    /// in a row.
+    pub(crate) hard: bool,
 }
 
 /// Limits on which replicas may serve reads.
@@ -114,6 +119,10 @@ pub(crate) struct Reconciler {
     had_writer: bool,
     /// After a failed automatic promotion, the next try waits until then.
     promotion_blocked_until: Option<Instant>,
+    /// Soft probe failures in a row, per node.
+    soft_failures: Vec<u32>,
+    /// Soft failures in a row that make a node down.
+    soft_limit: u32,
 }
 
 impl Reconciler {
@@ -145,7 +154,16 @@ impl Reconciler {
             readers: Vec::new(),
             had_writer: false,
             promotion_blocked_until: None,
+            soft_failures: vec![0; ids.len()],
+            soft_limit: 1,
         }
+    }
+
+    /// How many soft probe failures (timeouts, server errors) in a row mark
+    /// a node down (hard ones — refused, reset — always do at once).
+    pub(crate) fn with_soft_limit(mut self, limit: u32) -> Self {
+        self.soft_limit = limit.max(1);
+        self
     }
 
     pub(crate) fn topology(&self) -> Topology {
@@ -194,6 +212,7 @@ impl Reconciler {
                     n.up = true;
                     n.role = Some(p.role);
                     n.epoch = p.epoch;
+                    self.soft_failures[i] = 0;
                     n.position = p.position;
                     n.received = p.received;
                     n.lag = p.lag;
@@ -202,6 +221,14 @@ impl Reconciler {
                     self.highest_epoch = self.highest_epoch.max(p.epoch);
                 }
                 Err(e) => {
+                    n.last_error = Some(e.clone());
+                    if !r.hard {
+                        self.soft_failures[i] += 1;
+                        if n.up && self.soft_failures[i] < self.soft_limit {
+                            // One slow probe: keep the node as it was.
+                            continue;
+                        }
+                    }
                     if n.up {
                         out.events.push(EventKind::NodeDown {
                             node: Arc::clone(&n.id),
@@ -210,7 +237,6 @@ impl Reconciler {
                     }
                     n.up = false;
                     n.rtt = None;
-                    n.last_error = Some(e.clone());
                 }
             }
         }
@@ -408,6 +434,15 @@ impl Reconciler {
         }
     }
 
+    /// Whether a reachable node has failed a probe softly (a timeout) and
+    /// needs another look soon.
+    pub(crate) fn suspect(&self) -> bool {
+        self.nodes
+            .iter()
+            .zip(&self.soft_failures)
+            .any(|(n, &f)| n.up && f > 0)
+    }
+
     /// An automatic promotion failed: do not try again before `until`.
     pub(crate) fn promotion_failed(&mut self, until: Instant) {
         self.promotion_blocked_until = Some(until);
@@ -457,6 +492,7 @@ mod tests {
                 lag: None,
             }),
             rtt: Duration::from_millis(1),
+            hard: false,
         }
     }
 
@@ -470,6 +506,7 @@ mod tests {
                 lag: Some(Duration::ZERO),
             }),
             rtt: Duration::from_millis(1),
+            hard: false,
         }
     }
 
@@ -477,7 +514,60 @@ mod tests {
         ProbeResult {
             probe: Err("connection refused".into()),
             rtt: Duration::from_millis(1),
+            hard: true,
         }
+    }
+
+    fn timed_out() -> ProbeResult {
+        ProbeResult {
+            probe: Err("probe timed out".into()),
+            rtt: Duration::from_millis(1),
+            hard: false,
+        }
+    }
+
+    #[test]
+    fn one_slow_probe_does_not_take_the_writer_away() {
+        let t0 = Instant::now();
+        let mut r = Reconciler::new(&ids(2), t0).with_soft_limit(2);
+        r.apply(
+            &[primary(1, 10), replica(1, 10)],
+            t0,
+            &auto(10),
+            ReaderLimits::default(),
+        );
+        let out = r.apply(
+            &[timed_out(), replica(1, 10)],
+            t0,
+            &auto(10),
+            ReaderLimits::default(),
+        );
+        assert_eq!(r.topology().writer, Some(0));
+        assert!(out.retire.is_empty());
+        // A second timeout in a row: down, failover starts.
+        let out = r.apply(
+            &[timed_out(), replica(1, 10)],
+            t0,
+            &auto(10),
+            ReaderLimits::default(),
+        );
+        assert_eq!(r.topology().writer, None);
+        assert!(out.retire.contains(&0));
+        // A refused connection is down at once.
+        let mut r = Reconciler::new(&ids(2), t0).with_soft_limit(2);
+        r.apply(
+            &[primary(1, 10), replica(1, 10)],
+            t0,
+            &auto(10),
+            ReaderLimits::default(),
+        );
+        r.apply(
+            &[down(), replica(1, 10)],
+            t0,
+            &auto(10),
+            ReaderLimits::default(),
+        );
+        assert_eq!(r.topology().writer, None);
     }
 
     fn auto(ms: u64) -> PromotionPolicy {
