@@ -528,7 +528,16 @@ impl<B: Backend> FailoverPool<B> {
     /// advanced one) has replayed everything the writer wrote, promotes it,
     /// and resumes. The old primary is fenced by the new epoch; stop it or
     /// rejoin it as a replica. If the target does not catch up in time,
-    /// nothing is promoted and writes resume on the old writer.
+    /// nothing is promoted and writes resume on the old writer. Writers are
+    /// released only once the new writer is published, and also when this
+    /// future is dropped.
+    ///
+    /// What it cannot hold back: connections already checked out of this
+    /// pool (an open transaction) and other application instances. A write
+    /// they make on the old primary after the catch-up check is not on the
+    /// new one. For a zero-loss switch with several instances, make the old
+    /// primary read-only first (`ALTER SYSTEM SET default_transaction_read_only
+    /// = on; SELECT pg_reload_conf()`) or let an orchestrator do it.
     pub async fn switchover(
         &self,
         target: Option<&str>,
