@@ -29,8 +29,8 @@ use crate::pool::{
     WriteToken,
 };
 use crate::postgres::{
-    IN_RECOVERY_SQL, POSITION_SQL, PROBE_SQL, PROMOTE_POLL, PROMOTE_SQL, PROMOTE_TIMEOUT,
-    already_primary, classify_sqlstate, probe_from_row,
+    IN_RECOVERY_SQL, POSITION_SQL, PROBE_SQL, PROMOTE_SQL, already_primary, classify_sqlstate,
+    probe_from_row, wait_promoted,
 };
 use deadpool_postgres::{
     Hook, HookError, Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
@@ -229,24 +229,17 @@ impl Backend for DeadpoolPostgres {
             Err(e) if already_primary(e.code().map(|c| c.code())) => return Ok(()),
             Err(e) => return Err(pg_error("promote", e)),
         }
-        let deadline = tokio::time::Instant::now() + PROMOTE_TIMEOUT;
-        loop {
-            let row = client
-                .query_one(IN_RECOVERY_SQL, &[])
-                .await
-                .map_err(|e| pg_error("promote", e))?;
-            if !row.get::<_, bool>(0) {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(Error::Timeout {
-                    what: "pg_promote",
-                    after: PROMOTE_TIMEOUT,
-                    may_have_executed: true,
-                });
-            }
-            tokio::time::sleep(PROMOTE_POLL).await;
-        }
+        let mut client = client;
+        wait_promoted(&mut client, |client| {
+            Box::pin(async move {
+                let row = client
+                    .query_one(IN_RECOVERY_SQL, &[])
+                    .await
+                    .map_err(|e| pg_error("promote", e))?;
+                Ok(row.get::<_, bool>(0))
+            })
+        })
+        .await
     }
 
     fn classify(error: &PoolError) -> ErrorClass {

@@ -59,6 +59,33 @@ pub const PROMOTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 pub const POSITION_SQL: &str = "SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::int8, \
  ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int8";
 
+/// After [`PROMOTE_SQL`], polls `in_recovery` (which runs
+/// [`IN_RECOVERY_SQL`] on the backend's connection) every [`PROMOTE_POLL`]
+/// until the node has left recovery, or [`PROMOTE_TIMEOUT`] passes.
+pub(crate) async fn wait_promoted<C>(
+    conn: &mut C,
+    in_recovery: impl for<'a> Fn(
+        &'a mut C,
+    ) -> std::pin::Pin<
+        Box<dyn Future<Output = crate::error::Result<bool>> + Send + 'a>,
+    >,
+) -> crate::error::Result<()> {
+    let deadline = tokio::time::Instant::now() + PROMOTE_TIMEOUT;
+    loop {
+        if !in_recovery(conn).await? {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(crate::error::Error::Timeout {
+                what: "pg_promote",
+                after: PROMOTE_TIMEOUT,
+                may_have_executed: true,
+            });
+        }
+        tokio::time::sleep(PROMOTE_POLL).await;
+    }
+}
+
 /// Builds a [`Probe`] from the columns of [`PROBE_SQL`].
 pub fn probe_from_row(
     in_recovery: bool,

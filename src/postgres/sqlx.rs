@@ -39,8 +39,8 @@ use crate::pool::{
     Topology, WriteToken,
 };
 use crate::postgres::{
-    IN_RECOVERY_SQL, POSITION_SQL, PROBE_SQL, PROMOTE_POLL, PROMOTE_SQL, PROMOTE_TIMEOUT,
-    already_primary, classify_sqlstate, probe_from_row,
+    IN_RECOVERY_SQL, POSITION_SQL, PROBE_SQL, PROMOTE_SQL, already_primary, classify_sqlstate,
+    probe_from_row, wait_promoted,
 };
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
@@ -195,24 +195,15 @@ impl Backend for SqlxPostgres {
                 }
                 Err(e) => return Err(node_error("promote", e)),
             }
-            let deadline = tokio::time::Instant::now() + PROMOTE_TIMEOUT;
-            loop {
-                let in_recovery: bool = sqlx::query_scalar(IN_RECOVERY_SQL)
-                    .fetch_one(&mut conn)
-                    .await
-                    .map_err(|e| node_error("promote", e))?;
-                if !in_recovery {
-                    return Ok(());
-                }
-                if tokio::time::Instant::now() >= deadline {
-                    return Err(Error::Timeout {
-                        what: "pg_promote",
-                        after: PROMOTE_TIMEOUT,
-                        may_have_executed: true,
-                    });
-                }
-                tokio::time::sleep(PROMOTE_POLL).await;
-            }
+            wait_promoted(&mut conn, |conn| {
+                Box::pin(async move {
+                    sqlx::query_scalar::<_, bool>(IN_RECOVERY_SQL)
+                        .fetch_one(conn)
+                        .await
+                        .map_err(|e| node_error("promote", e))
+                })
+            })
+            .await
         }
         .await;
         let _ = conn.close().await;
