@@ -780,3 +780,43 @@ async fn a_cancelled_switchover_does_not_hold_writers_back() {
         .unwrap();
     assert!(c.is_in_recovery(1).await.unwrap(), "nothing was promoted");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_node_pool_is_waited_for_not_failed_over() {
+    let c = cluster(1, false).await;
+    let urls = c.urls();
+    let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
+    let pool = FailoverPool::<DeadpoolPostgres>::connect(
+        &urls,
+        PoolConfig {
+            max_connections: 1,
+            connect_timeout: Duration::from_millis(200),
+            acquire_timeout: Duration::from_secs(10),
+            ..config(PromotionPolicy::External)
+        },
+    )
+    .await
+    .unwrap();
+    let epoch = pool.topology().epoch;
+    let mut events = pool.subscribe();
+    let held = pool.writer().await.unwrap();
+    let p2 = pool.clone();
+    let second = tokio::spawn(async move { p2.writer().await.map(|_| ()) });
+    // Longer than the node pool's wait timeout (200 ms), several times over.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    drop(held);
+    second
+        .await
+        .unwrap()
+        .expect("the second caller gets the connection once it is free");
+    assert_eq!(pool.topology().epoch, epoch, "no topology change");
+    while let Ok(e) = events.try_recv() {
+        assert!(
+            !matches!(
+                e.kind,
+                EventKind::NodeDown { .. } | EventKind::FailoverStarted { .. }
+            ),
+            "a busy pool is not a failure: {e:?}"
+        );
+    }
+}

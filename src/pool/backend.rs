@@ -101,6 +101,15 @@ pub trait Backend: Send + Sync + fmt::Debug + Sized + 'static {
         self.promote(to)
     }
 
+    /// Whether an acquire error only means the node's pool had no free
+    /// connection in time (back-pressure, not a node failure): the pool then
+    /// keeps waiting on the same node, without a re-probe. Default: `false`
+    /// (the error is handled by its class).
+    fn is_exhausted(error: &Self::Error) -> bool {
+        let _ = error;
+        false
+    }
+
     /// Whether an error is failover-class (the node or path failed) or the
     /// application's own.
     fn classify(error: &Self::Error) -> ErrorClass;

@@ -409,8 +409,13 @@ impl<B: Backend> FailoverPool<B> {
                     if !class.is_failover() {
                         return Err(Error::backend(&*node.id, class, e));
                     }
-                    self.report_failure(&node);
-                    avoid = Some((node.index, node.topology_epoch));
+                    if B::is_exhausted(&e) {
+                        // Busy, not broken: wait on the same node again.
+                        avoid = None;
+                    } else {
+                        self.report_failure(&node);
+                        avoid = Some((node.index, node.topology_epoch));
+                    }
                     last = Some(Box::new(e));
                     let (started, deadline) = wait.start(self.inner.config.acquire_timeout);
                     if Instant::now() >= deadline {

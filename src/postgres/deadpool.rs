@@ -245,6 +245,13 @@ impl Backend for DeadpoolPostgres {
     fn classify(error: &PoolError) -> ErrorClass {
         classify(error)
     }
+
+    fn is_exhausted(error: &PoolError) -> bool {
+        matches!(
+            error,
+            PoolError::Timeout(deadpool_postgres::TimeoutType::Wait)
+        )
+    }
 }
 
 impl FailoverPool<DeadpoolPostgres> {
