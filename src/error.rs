@@ -15,6 +15,29 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// Result alias with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// An error and its sources on one line, `: `-separated, for logs, events
+/// and reports. A source whose text the line already contains (many errors
+/// print their source themselves) is not repeated.
+///
+/// ```
+/// let io = std::io::Error::other("disk full");
+/// let err = failover_pool::Error::backend("db-1", failover_pool::ErrorClass::Application, io);
+/// assert_eq!(failover_pool::error::chain(&err), "application error from `db-1`: disk full");
+/// ```
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut s = error.to_string();
+    let mut cur = error.source();
+    while let Some(c) = cur {
+        let text = c.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        cur = c.source();
+    }
+    s
+}
+
 /// What kind of failure an [`Error`] is; stable and cheap to match on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]

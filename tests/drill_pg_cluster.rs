@@ -12,17 +12,7 @@ use nix::errno::Errno;
 use nix::sys::signal::kill;
 use nix::unistd::Pid;
 
-/// An error with all its sources, for assertions and messages.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    s
-}
+use failover_pool::error::chain;
 
 async fn start(opts: PgClusterOptions, label: &str) -> LocalPgCluster {
     let began = Instant::now();

@@ -179,14 +179,7 @@ impl ProgressPrinter {
 
 /// An error and its sources on one line.
 fn one_line(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    s.replace('\n', " | ")
+    failover_pool::error::chain(e).replace('\n', " | ")
 }
 
 fn main() -> ExitCode {

@@ -1180,7 +1180,7 @@ impl LocalPgCluster {
             match check().await {
                 Ok(true) => return Ok(()),
                 Ok(false) => last_error = "condition not met yet".to_owned(),
-                Err(e) => last_error = error_chain(&e),
+                Err(e) => last_error = crate::error::chain(&e),
             }
             if began.elapsed() >= timeout {
                 return Err(ClusterError::NotReady {
@@ -1299,18 +1299,6 @@ fn log_excerpt(path: &Path) -> String {
         path.display(),
         process::log_tail(path, 20)
     )
-}
-
-/// An error and its sources, `: `-separated (for "last error" texts).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    s
 }
 
 fn remove_if_exists(path: &Path) -> Result<(), ClusterError> {

@@ -704,7 +704,7 @@ pub async fn run_drill(
     match opts.fault {
         Fault::Freeze => match cluster.thaw(0) {
             Ok(()) => ctx.mark("Healed", "pg0 thawed (SIGCONT)".into()),
-            Err(e) => notes.push(format!("could not thaw pg0: {}", chain(&e))),
+            Err(e) => notes.push(format!("could not thaw pg0: {}", crate::error::chain(&e))),
         },
         Fault::Blackhole => {
             if let Some(p) = proxies.first() {
@@ -725,7 +725,7 @@ pub async fn run_drill(
             ),
             Err(e) => notes.push(format!(
                 "could not restart pg0 to read its rows: {}",
-                chain(&e)
+                crate::error::chain(&e)
             )),
         }
     }
@@ -782,12 +782,12 @@ pub async fn run_drill(
             Ok(true) => {}
             Ok(false) => match ids_on(cluster, n.index).await {
                 Ok(ids) => other_ids.extend(ids),
-                Err(e) => notes.push(chain(&e)),
+                Err(e) => notes.push(crate::error::chain(&e)),
             },
             Err(e) => notes.push(format!(
                 "could not ask {} for its role: {}",
                 n.name,
-                chain(&e)
+                crate::error::chain(&e)
             )),
         }
     }
@@ -977,7 +977,10 @@ async fn orchestrate(ctx: Arc<Ctx>, url: String, delay: Duration) {
                     ),
                     Err(e) => ctx.mark_node(
                         "OrchestratorFailed",
-                        format!("orchestrator: promoting pg1 failed: {}", chain(&e)),
+                        format!(
+                            "orchestrator: promoting pg1 failed: {}",
+                            crate::error::chain(&e)
+                        ),
                         "pg1",
                     ),
                 }
@@ -1146,18 +1149,6 @@ fn timeline_event(e: &Event, t0: SystemTime, names: &Names) -> TimelineEvent {
         node,
         source: "pool".to_owned(),
     }
-}
-
-/// An error and its sources, `: `-separated.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    s
 }
 
 #[cfg(test)]

@@ -793,7 +793,7 @@ impl<B: Backend> Inner<B> {
                 Ok(Ok(p)) => (Ok(p), false),
                 // Refused, reset, closed: the node is gone. An error the
                 // server answered with (e.g. too many clients) is soft.
-                Ok(Err(e)) => (Err(error_chain(&e)), e.is_failover()),
+                Ok(Err(e)) => (Err(crate::error::chain(&e)), e.is_failover()),
                 Err(_) => (Err(format!("probe timed out after {timeout:?}")), false),
             };
         ProbeResult {
@@ -947,20 +947,4 @@ impl<B: Backend> Inner<B> {
             }),
         }
     }
-}
-
-/// An error and its sources as one line, for events and probe reports.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let text = c.to_string();
-        // Many errors already print their source; do not say it twice.
-        if !s.contains(&text) {
-            s.push_str(": ");
-            s.push_str(&text);
-        }
-        cur = c.source();
-    }
-    s
 }
