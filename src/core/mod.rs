@@ -9,6 +9,7 @@ pub mod endpoint;
 pub mod events;
 pub mod executor;
 pub mod health;
+pub mod redact;
 pub mod retry;
 pub mod set;
 pub mod stats;
