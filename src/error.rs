@@ -62,8 +62,9 @@ pub enum ErrorCode {
     SplitBrain,
     /// A connection or transaction was cut by a failover: the outcome is unknown.
     OutcomeUnknown,
-    /// No writer is known and none appeared within the acquire timeout.
-    NoWriter,
+    /// No node of the kind asked for (the writer, a replica, …) was
+    /// available within the acquire timeout.
+    NoNode,
     /// The configuration is invalid.
     Config,
     /// A backend (database, cache, HTTP) error that is not a failover condition.
@@ -86,7 +87,7 @@ impl ErrorCode {
             ErrorCode::ReadOnly => "read_only",
             ErrorCode::SplitBrain => "split_brain",
             ErrorCode::OutcomeUnknown => "outcome_unknown",
-            ErrorCode::NoWriter => "no_writer",
+            ErrorCode::NoNode => "no_node",
             ErrorCode::Config => "config",
             ErrorCode::Backend => "backend",
             ErrorCode::Closed => "closed",
@@ -237,12 +238,15 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
-    /// No writer appeared within the acquire timeout.
-    #[error("no writer available after waiting {waited:?}")]
-    NoWriter {
+    /// No node of the kind asked for appeared within the acquire timeout.
+    #[error("no {wanted} available after waiting {waited:?}")]
+    NoNode {
+        /// What the caller asked for: "writer", "replica within the lag
+        /// bounds", "node that has replayed the write token", …
+        wanted: &'static str,
         /// How long the caller waited.
         waited: Duration,
-        /// The last failure seen while looking for a writer.
+        /// The last failure seen while trying nodes, if any.
         #[source]
         last: Option<BoxError>,
     },
@@ -250,10 +254,17 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     Config(String),
     /// An error from a backend or user operation.
-    #[error("{class_label} error from `{endpoint}`", class_label = if class.is_failover() { "failover-class" } else { "application" })]
+    #[error(
+        "{class_label} error from `{endpoint}`{during}",
+        class_label = if class.is_failover() { "failover-class" } else { "application" },
+        during = operation.map(|op| format!(" during {op}")).unwrap_or_default()
+    )]
     Backend {
         /// The endpoint or node the operation ran against.
         endpoint: String,
+        /// What this crate was doing when it failed ("probe", "promotion",
+        /// "switchover", "write token", …); `None` for the caller's own operation.
+        operation: Option<&'static str>,
         /// How the error was classified.
         class: ErrorClass,
         /// The backend's error.
@@ -279,7 +290,7 @@ impl Error {
             Error::ReadOnly { .. } => ErrorCode::ReadOnly,
             Error::SplitBrain { .. } => ErrorCode::SplitBrain,
             Error::OutcomeUnknown { .. } => ErrorCode::OutcomeUnknown,
-            Error::NoWriter { .. } => ErrorCode::NoWriter,
+            Error::NoNode { .. } => ErrorCode::NoNode,
             Error::Config(_) => ErrorCode::Config,
             Error::Backend { .. } => ErrorCode::Backend,
             Error::Closed => ErrorCode::Closed,
@@ -299,7 +310,7 @@ impl Error {
             | Error::HealthCheckFailed { .. }
             | Error::CircuitOpen { .. }
             | Error::SplitBrain { .. }
-            | Error::NoWriter { .. }
+            | Error::NoNode { .. }
             | Error::Config(_)
             | Error::Closed
             | Error::ReadOnly { .. } => false,
@@ -342,8 +353,34 @@ impl Error {
     ) -> Self {
         Error::Backend {
             endpoint: endpoint.into(),
+            operation: None,
             class,
             source: source.into(),
+        }
+    }
+
+    /// Names what this crate was doing when a [`Error::Backend`] happened
+    /// (other variants are returned unchanged).
+    ///
+    /// ```
+    /// use failover_pool::{Error, ErrorClass};
+    /// let e = Error::backend("db-1", ErrorClass::not_executed(), "connection refused").during("probe");
+    /// assert_eq!(e.to_string(), "failover-class error from `db-1` during probe");
+    /// ```
+    pub fn during(self, op: &'static str) -> Self {
+        match self {
+            Error::Backend {
+                endpoint,
+                class,
+                source,
+                ..
+            } => Error::Backend {
+                endpoint,
+                operation: Some(op),
+                class,
+                source,
+            },
+            other => other,
         }
     }
 }

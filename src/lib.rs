@@ -13,3 +13,8 @@ pub mod postgres;
 pub mod drill;
 
 pub use error::{Error, ErrorClass, ErrorCode, Result};
+pub use pool::{FailoverPool, PoolConfig, PromotionPolicy, ReadPreference, Route};
+#[cfg(feature = "deadpool-postgres")]
+pub use postgres::DeadpoolPostgres;
+#[cfg(feature = "sqlx")]
+pub use postgres::FailoverPgPool;

@@ -697,11 +697,7 @@ impl Failover {
                         self.breaker_event(&ep, t);
                     }
                     self.record_attempt(&ep, true, elapsed, now);
-                    break Err(Error::Backend {
-                        endpoint: ep.id().to_owned(),
-                        class: ErrorClass::Application,
-                        source,
-                    });
+                    break Err(Error::backend(ep.id(), ErrorClass::Application, source));
                 }
                 Err((
                     class @ ErrorClass::Failover {
@@ -716,11 +712,7 @@ impl Failover {
                     may_have_executed |= mhe;
                     let err = match source.downcast::<Error>() {
                         Ok(e) => *e,
-                        Err(source) => Error::Backend {
-                            endpoint: ep.id().to_owned(),
-                            class,
-                            source,
-                        },
+                        Err(source) => Error::backend(ep.id(), class, source),
                     };
                     if mhe && !idempotent {
                         // Retrying could apply the operation twice.

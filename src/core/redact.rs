@@ -138,7 +138,8 @@ pub fn redact_url(url: &str) -> Cow<'_, str> {
 
 /// A URL or connection string that prints (`Debug` and `Display`) with its
 /// credentials masked, for struct fields that keep the real value for
-/// connecting.
+/// connecting. It (de)serializes as the plain string, credentials included,
+/// so a configuration round-trips; never log a serialized configuration.
 ///
 /// ```
 /// use failover_pool::core::redact::Redacted;
@@ -147,7 +148,8 @@ pub fn redact_url(url: &str) -> Cow<'_, str> {
 /// assert_eq!(format!("{url}"), "postgres://app:***@db/app");
 /// assert_eq!(format!("{url:?}"), "\"postgres://app:***@db/app\"");
 /// ```
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
 pub struct Redacted(String);
 
 impl Redacted {

@@ -2,27 +2,23 @@
 //! [`FailoverPool`](crate::pool::FailoverPool).
 //!
 //! A backend knows how to make a connection pool for one node, how to ask a
-//! node what it is ([`Backend::probe`]), how to promote one, and how to
-//! classify its own errors. The pool knows everything else (topology,
-//! fencing, promotion policy, routing, waiting) and knows the store only
-//! through this trait: Postgres answers with `pg_is_in_recovery()` and its
-//! timeline, Redis with `ROLE`, and the same core handles both.
+//! node what it is ([`Backend::probe`]), how to promote one, how to read the
+//! writer's position for read-your-writes, and how its errors classify
+//! ([`Classify`]). The pool knows everything else (node set, topology,
+//! fencing, promotion policy, routing, waiting, retiring stale connections)
+//! and knows the store only through this trait: Postgres answers with
+//! `pg_is_in_recovery()` and its timeline, Redis with `ROLE`, and the same
+//! pool handles both.
 
+use crate::core::Classify;
 use crate::core::endpoint::Role;
-use crate::error::{ErrorClass, Result};
+use crate::error::Result;
+use crate::pool::config::PoolConfig;
+use crate::pool::node::{NodeSpec, PoolGeneration};
+use crate::pool::route::WriteToken;
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
-
-/// One node as configured: an id and how to reach it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeSpec {
-    /// Unique id (defaults to `host:port`).
-    pub id: Arc<str>,
-    /// Connection URL (`postgres://…`, `redis://…`).
-    pub url: String,
-}
 
 /// What a node said about itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,48 +40,75 @@ pub struct Probe {
 
 /// A data store that a [`FailoverPool`](crate::pool::FailoverPool) can drive.
 ///
-/// Methods that talk to the server return futures; the pool applies its own
-/// timeouts around them. Implementations keep per-node state (connect
-/// options, a probe connection) in [`Backend::Node`].
+/// Methods that talk to the server return futures; the pool bounds them
+/// with its own timeouts (`probe_timeout`, `promotion_timeout`,
+/// `connect_timeout`), so implementations need none of their own.
 pub trait Backend: Send + Sync + fmt::Debug + Sized + 'static {
-    /// Per-node state (connect options, cached probe connection, …).
+    /// Per-node state (parsed connect options, a cached probe connection, …).
     type Node: Send + Sync + fmt::Debug + 'static;
     /// A connection pool for one node. Cloning must be cheap (an `Arc`).
     type Pool: Clone + Send + Sync + fmt::Debug + 'static;
-    /// A pooled connection.
+    /// A pooled connection, as the driver hands it out.
     type Conn: Send + 'static;
-    /// The store's error type.
-    type Error: std::error::Error + Send + Sync + 'static;
+    /// The driver's error type.
+    type Error: Classify + std::error::Error + Send + Sync + 'static;
 
-    /// Short name of the store ("postgres", "redis").
-    fn kind(&self) -> &'static str;
+    /// The port a node URL means when it names none (Postgres 5432, Redis 6379).
+    const DEFAULT_PORT: u16;
+
+    /// A backend whose node pools follow `config` (sizes, connect timeout,
+    /// connection checks).
+    fn from_config(config: &PoolConfig) -> Self;
 
     /// Prepares a node from its spec (parses the URL; does not connect).
     fn node(&self, spec: &NodeSpec) -> Result<Self::Node>;
 
     /// A new connection pool for the node, created lazily (no connection is
-    /// opened until needed). `epoch` identifies this pool generation: a
-    /// backend whose driver supports it should refuse to hand out or recycle
-    /// connections once `current_epoch()` no longer equals `epoch`.
-    fn pool(&self, node: &Self::Node, epoch: u64, current_epoch: EpochCheck) -> Result<Self::Pool>;
+    /// opened until needed). A backend whose driver supports it should
+    /// refuse to hand out or recycle connections once
+    /// `generation.is_current()` is false; the pool also closes a retired
+    /// generation with [`Backend::close_pool`].
+    fn pool(&self, node: &Self::Node, generation: PoolGeneration) -> Result<Self::Pool>;
 
     /// Retires a pool: no new connections; idle ones close now, busy ones
     /// when they are returned.
     fn close_pool(&self, pool: Self::Pool) -> impl Future<Output = ()> + Send + 'static;
 
-    /// Acquires a connection from one node's pool.
+    /// Acquires a connection from one node's pool (bounded by the pool's
+    /// connect timeout).
     fn acquire(
         &self,
         pool: &Self::Pool,
     ) -> impl Future<Output = std::result::Result<Self::Conn, Self::Error>> + Send;
 
-    /// Asks the node what it is, over a short-lived or cached connection.
-    fn probe<'a>(&'a self, node: &'a Self::Node)
-    -> impl Future<Output = Result<Probe>> + Send + 'a;
+    /// Whether a connection is known to be dead without a round trip (its
+    /// driver saw the server close it). A checked-out connection that is
+    /// broken when it is returned makes the pool re-probe at once. Default: `false`.
+    fn is_broken(conn: &Self::Conn) -> bool {
+        let _ = conn;
+        false
+    }
 
-    /// Promotes a replica to primary. Must be idempotent: promoting a node
-    /// that is already primary succeeds.
-    fn promote<'a>(&'a self, node: &'a Self::Node) -> impl Future<Output = Result<()>> + Send + 'a;
+    /// Whether an acquire error only means the node's pool had no free
+    /// connection in time (back-pressure, not a node failure): the pool then
+    /// keeps waiting on the same node, without a re-probe. Default: `false`.
+    fn is_exhausted(error: &Self::Error) -> bool {
+        let _ = error;
+        false
+    }
+
+    /// Asks the node what it is, over a short-lived or cached connection.
+    fn probe<'a>(
+        &'a self,
+        node: &'a Self::Node,
+    ) -> impl Future<Output = std::result::Result<Probe, Self::Error>> + Send + 'a;
+
+    /// Promotes a replica to primary and returns once it accepts writes.
+    /// Must be idempotent: promoting a node that is already primary succeeds.
+    fn promote<'a>(
+        &'a self,
+        node: &'a Self::Node,
+    ) -> impl Future<Output = std::result::Result<(), Self::Error>> + Send + 'a;
 
     /// A planned switch of the writer from `from` to `to`, called by
     /// [`FailoverPool::switchover`](crate::pool::FailoverPool::switchover)
@@ -96,43 +119,15 @@ pub trait Backend: Send + Sync + fmt::Debug + Sized + 'static {
         &'a self,
         from: &'a Self::Node,
         to: &'a Self::Node,
-    ) -> impl Future<Output = Result<()>> + Send + 'a {
+    ) -> impl Future<Output = std::result::Result<(), Self::Error>> + Send + 'a {
         let _ = from;
         self.promote(to)
     }
 
-    /// Whether an acquire error only means the node's pool had no free
-    /// connection in time (back-pressure, not a node failure): the pool then
-    /// keeps waiting on the same node, without a re-probe. Default: `false`
-    /// (the error is handled by its class).
-    fn is_exhausted(error: &Self::Error) -> bool {
-        let _ = error;
-        false
-    }
-
-    /// Whether an error is failover-class (the node or path failed) or the
-    /// application's own.
-    fn classify(error: &Self::Error) -> ErrorClass;
-}
-
-/// Tells a pool generation whether it is still current (see [`Backend::pool`]).
-#[derive(Clone)]
-pub struct EpochCheck(pub(crate) Arc<dyn Fn(u64) -> bool + Send + Sync>);
-
-impl EpochCheck {
-    /// Whether connections of pool generation `epoch` may still be used.
-    pub fn is_current(&self, epoch: u64) -> bool {
-        (self.0)(epoch)
-    }
-
-    /// A check that accepts every generation (for pools used outside a `FailoverPool`).
-    pub fn always() -> Self {
-        EpochCheck(Arc::new(|_| true))
-    }
-}
-
-impl fmt::Debug for EpochCheck {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("EpochCheck")
-    }
+    /// The writer's position now, on a connection to the writer: the token
+    /// a read-your-writes read waits for (Postgres: the current WAL LSN and
+    /// timeline).
+    fn write_token(
+        conn: &mut Self::Conn,
+    ) -> impl Future<Output = std::result::Result<WriteToken, Self::Error>> + Send;
 }

@@ -103,6 +103,11 @@ pub struct PoolConfig {
     pub connect_timeout: Duration,
     /// Promotion policy.
     pub promotion: PromotionPolicy,
+    /// How long one promotion or switchover command may take before it is
+    /// reported as timed out (its outcome is then unknown: the node may
+    /// still finish promoting, and the next probe will say).
+    #[serde(with = "humantime_serde")]
+    pub promotion_timeout: Duration,
     /// Default read preference of `reader()`.
     pub read_preference: ReadPreference,
     /// A replica lagging more than this (as reported by the server) is not read from.
@@ -133,6 +138,7 @@ impl Default for PoolConfig {
             acquire_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(2),
             promotion: PromotionPolicy::default(),
+            promotion_timeout: Duration::from_secs(60),
             read_preference: ReadPreference::default(),
             max_replica_lag: Some(Duration::from_secs(10)),
             max_replica_lag_bytes: Some(16 * 1024 * 1024),
@@ -164,6 +170,9 @@ impl PoolConfig {
         }
         if self.acquire_timeout.is_zero() {
             return bad("acquire_timeout must be > 0");
+        }
+        if self.promotion_timeout.is_zero() {
+            return bad("promotion_timeout must be > 0");
         }
         if self.max_connections == 0 {
             return bad("max_connections must be > 0");

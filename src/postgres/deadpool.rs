@@ -3,7 +3,7 @@
 //!
 //! ```no_run
 //! use failover_pool::pool::{FailoverPool, PoolConfig};
-//! use failover_pool::postgres::deadpool::DeadpoolPostgres;
+//! use failover_pool::postgres::DeadpoolPostgres;
 //!
 //! # async fn demo() -> failover_pool::Result<()> {
 //! let pool = FailoverPool::<DeadpoolPostgres>::connect(
@@ -11,41 +11,46 @@
 //!     PoolConfig::default(),
 //! )
 //! .await?;
-//! let writer = pool.writer().await?; // a deadpool_postgres::Object on the primary
-//! writer.execute("INSERT INTO t VALUES (1)", &[]).await.ok();
+//! let writer = pool.writer().await?; // dereferences to a deadpool_postgres::Object
+//! if let Err(e) = writer.execute("INSERT INTO t VALUES (1)", &[]).await {
+//!     return Err(writer.observe(e)); // a failover-class error re-probes at once
+//! }
 //! let reader = pool.reader().await?; // a replica, per the read preference
-//! let _rows = reader.query("SELECT * FROM t", &[]).await.ok();
+//! let _rows = reader.query("SELECT * FROM t", &[]).await.map_err(|e| reader.observe(e))?;
 //! # Ok(()) }
 //! ```
 //!
 //! Every node pool is a generation: when the node's role changes the pool
 //! is replaced, and the old generation's `pre_recycle` hook refuses to hand
 //! its connections out again, so nobody writes to a demoted primary through
-//! an old pooled connection.
+//! an old pooled connection. A connection whose server closed it (a crash:
+//! tokio-postgres sees the reset at once) makes the pool re-probe when it
+//! is returned.
 
+use crate::core::Classify;
 use crate::error::{Error, ErrorClass, Result};
 use crate::pool::{
-    Backend, EpochCheck, FailoverPool, NodeRef, NodeSpec, PoolConfig, Probe, ReadPreference,
-    WriteToken,
+    Backend, FailoverPool, NodeSpec, PoolConfig, PoolGeneration, Pooled, Probe, ReadPreference,
+    Route, WriteToken,
 };
 use crate::postgres::{
-    IN_RECOVERY_SQL, POSITION_SQL, PROBE_SQL, PROMOTE_SQL, already_primary, classify_sqlstate,
-    probe_from_row, wait_promoted,
+    DEFAULT_PORT, IN_RECOVERY_SQL, POSITION_SQL, PROBE_SQL, PROMOTE_SQL, already_primary,
+    classify_sqlstate, probe_from_row, token_from_row, wait_promoted,
 };
 use deadpool_postgres::{
     Hook, HookError, Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
 };
+use futures_util::future::BoxFuture;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls};
 
 /// Classifies a tokio-postgres error: SQLSTATEs as in
-/// [`classify_sqlstate`]; a closed
-/// connection or I/O failure is failover-class; a refused connection did not
-/// execute; conversion and other client-side errors are the application's.
+/// [`classify_sqlstate`]; a closed connection or I/O failure is
+/// failover-class; a refused connection did not execute; conversion and
+/// other client-side errors are the application's.
 pub fn classify_pg(error: &tokio_postgres::Error) -> ErrorClass {
     if let Some(db) = error.as_db_error() {
         return classify_sqlstate(db.code().code());
@@ -86,6 +91,34 @@ pub fn classify(error: &PoolError) -> ErrorClass {
     }
 }
 
+impl Classify for tokio_postgres::Error {
+    fn classify(&self) -> ErrorClass {
+        classify_pg(self)
+    }
+}
+
+/// An error of the deadpool backend: from the node's connection pool, or
+/// from a statement on a connection (probe, promotion, write token).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PgDeadpoolError {
+    /// Getting a connection from the node's pool failed.
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+    /// A statement failed.
+    #[error(transparent)]
+    Postgres(#[from] tokio_postgres::Error),
+}
+
+impl Classify for PgDeadpoolError {
+    fn classify(&self) -> ErrorClass {
+        match self {
+            PgDeadpoolError::Pool(e) => classify(e),
+            PgDeadpoolError::Postgres(e) => classify_pg(e),
+        }
+    }
+}
+
 /// The deadpool-postgres backend: per-node `deadpool_postgres::Pool`s and
 /// probes over a dedicated tokio-postgres connection.
 #[derive(Debug, Clone)]
@@ -95,22 +128,8 @@ pub struct DeadpoolPostgres {
     recycling: RecyclingMethod,
 }
 
-impl DeadpoolPostgres {
-    /// A backend whose node pools follow `config` (size, connect timeout).
-    pub fn new(config: &PoolConfig) -> Self {
-        DeadpoolPostgres {
-            max_connections: config.max_connections as usize,
-            connect_timeout: config.connect_timeout,
-            recycling: if config.test_before_acquire {
-                RecyclingMethod::Verified
-            } else {
-                RecyclingMethod::Fast
-            },
-        }
-    }
-}
-
-/// Per-node state of [`DeadpoolPostgres`].
+/// Per-node state of [`DeadpoolPostgres`]: parsed connect options and the
+/// probe connection. Its `Debug` shows hosts and ports only.
 pub struct DeadpoolNode {
     config: tokio_postgres::Config,
     probe: Mutex<Option<Client>>,
@@ -125,16 +144,10 @@ impl fmt::Debug for DeadpoolNode {
     }
 }
 
-fn pg_error(what: &str, e: tokio_postgres::Error) -> Error {
-    let class = classify_pg(&e);
-    Error::backend(what.to_owned(), class, e)
-}
-
-async fn connect(config: &tokio_postgres::Config) -> Result<Client> {
-    let (client, connection) = config
-        .connect(NoTls)
-        .await
-        .map_err(|e| pg_error("connect", e))?;
+async fn connect(
+    config: &tokio_postgres::Config,
+) -> std::result::Result<Client, tokio_postgres::Error> {
+    let (client, connection) = config.connect(NoTls).await?;
     tokio::spawn(async move {
         let _ = connection.await;
     });
@@ -145,15 +158,29 @@ impl Backend for DeadpoolPostgres {
     type Node = DeadpoolNode;
     type Pool = Pool;
     type Conn = Object;
-    type Error = PoolError;
+    type Error = PgDeadpoolError;
 
-    fn kind(&self) -> &'static str {
-        "postgres"
+    const DEFAULT_PORT: u16 = DEFAULT_PORT;
+
+    fn from_config(config: &PoolConfig) -> Self {
+        DeadpoolPostgres {
+            max_connections: config.max_connections as usize,
+            connect_timeout: config.connect_timeout,
+            recycling: if config.test_before_acquire {
+                RecyclingMethod::Verified
+            } else {
+                RecyclingMethod::Fast
+            },
+        }
     }
 
     fn node(&self, spec: &NodeSpec) -> Result<DeadpoolNode> {
-        let mut config = tokio_postgres::Config::from_str(&spec.url)
-            .map_err(|e| Error::Config(format!("bad Postgres URL for node `{}`: {e}", spec.id)))?;
+        let mut config = tokio_postgres::Config::from_str(spec.url.expose()).map_err(|e| {
+            Error::Config(format!(
+                "bad Postgres URL `{}` for node `{}`: {e}",
+                spec.url, spec.id
+            ))
+        })?;
         config.connect_timeout(self.connect_timeout);
         Ok(DeadpoolNode {
             config,
@@ -161,7 +188,7 @@ impl Backend for DeadpoolPostgres {
         })
     }
 
-    fn pool(&self, node: &DeadpoolNode, epoch: u64, current: EpochCheck) -> Result<Pool> {
+    fn pool(&self, node: &DeadpoolNode, generation: PoolGeneration) -> Result<Pool> {
         let manager = Manager::from_config(
             node.config.clone(),
             NoTls,
@@ -177,7 +204,7 @@ impl Backend for DeadpoolPostgres {
             // A recycle check on a frozen node must not hang the caller.
             .recycle_timeout(Some(self.connect_timeout))
             .pre_recycle(Hook::sync_fn(move |_, _| {
-                if current.is_current(epoch) {
+                if generation.is_current() {
                     Ok(())
                 } else {
                     Err(HookError::Message(
@@ -194,124 +221,120 @@ impl Backend for DeadpoolPostgres {
         async move { pool.close() }
     }
 
-    fn acquire(
-        &self,
-        pool: &Pool,
-    ) -> impl Future<Output = std::result::Result<Object, PoolError>> + Send {
-        pool.get()
+    async fn acquire(&self, pool: &Pool) -> std::result::Result<Object, PgDeadpoolError> {
+        Ok(pool.get().await?)
     }
 
-    async fn probe(&self, node: &DeadpoolNode) -> Result<Probe> {
+    fn is_broken(conn: &Object) -> bool {
+        conn.is_closed()
+    }
+
+    fn is_exhausted(error: &PgDeadpoolError) -> bool {
+        matches!(
+            error,
+            PgDeadpoolError::Pool(PoolError::Timeout(deadpool_postgres::TimeoutType::Wait))
+        )
+    }
+
+    async fn probe(&self, node: &DeadpoolNode) -> std::result::Result<Probe, PgDeadpoolError> {
         let mut slot = node.probe.lock().await;
         let client = match slot.take() {
             Some(c) if !c.is_closed() => c,
             _ => connect(&node.config).await?,
         };
-        let row = client
-            .query_one(PROBE_SQL, &[])
-            .await
-            .map_err(|e| pg_error("probe", e))?;
+        let row = client.query_one(PROBE_SQL, &[]).await?;
         let probe = probe_from_row(
-            row.try_get(0).map_err(|e| pg_error("probe", e))?,
-            row.try_get(1).map_err(|e| pg_error("probe", e))?,
-            row.try_get(2).map_err(|e| pg_error("probe", e))?,
-            row.try_get(3).map_err(|e| pg_error("probe", e))?,
-            row.try_get(4).map_err(|e| pg_error("probe", e))?,
+            row.try_get(0)?,
+            row.try_get(1)?,
+            row.try_get(2)?,
+            row.try_get(3)?,
+            row.try_get(4)?,
         );
         *slot = Some(client);
         Ok(probe)
     }
 
-    async fn promote(&self, node: &DeadpoolNode) -> Result<()> {
-        let client = connect(&node.config).await?;
+    async fn promote(&self, node: &DeadpoolNode) -> std::result::Result<(), PgDeadpoolError> {
+        let mut client = connect(&node.config).await?;
         match client.query_one(PROMOTE_SQL, &[]).await {
             Ok(_) => {}
             Err(e) if already_primary(e.code().map(|c| c.code())) => return Ok(()),
-            Err(e) => return Err(pg_error("promote", e)),
+            Err(e) => return Err(e.into()),
         }
-        let mut client = client;
         wait_promoted(&mut client, |client| {
             Box::pin(async move {
-                let row = client
-                    .query_one(IN_RECOVERY_SQL, &[])
-                    .await
-                    .map_err(|e| pg_error("promote", e))?;
-                Ok(row.get::<_, bool>(0))
+                let row = client.query_one(IN_RECOVERY_SQL, &[]).await?;
+                Ok(row.try_get::<_, bool>(0)?)
             })
         })
         .await
     }
 
-    fn classify(error: &PoolError) -> ErrorClass {
-        classify(error)
-    }
-
-    fn is_exhausted(error: &PoolError) -> bool {
-        matches!(
-            error,
-            PoolError::Timeout(deadpool_postgres::TimeoutType::Wait)
-        )
+    async fn write_token(conn: &mut Object) -> std::result::Result<WriteToken, PgDeadpoolError> {
+        let row = conn.query_one(POSITION_SQL, &[]).await?;
+        Ok(token_from_row(row.try_get(0)?, row.try_get(1)?))
     }
 }
 
+/// The deadpool facade: checked-out connections for each route, on top of
+/// the generic [`FailoverPool`] surface.
 impl FailoverPool<DeadpoolPostgres> {
     /// Connects to the nodes (any order; roles are discovered).
     pub async fn connect(urls: &[&str], config: PoolConfig) -> Result<Self> {
-        let nodes = urls
-            .iter()
-            .map(|u| {
-                let c = tokio_postgres::Config::from_str(u)
-                    .map_err(|e| Error::Config(format!("bad Postgres URL `{u}`: {e}")))?;
-                let host = match c.get_hosts().first() {
-                    Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-                    _ => "localhost".to_owned(),
-                };
-                let port = c.get_ports().first().copied().unwrap_or(5432);
-                Ok(NodeSpec {
-                    id: Arc::from(format!("{host}:{port}")),
-                    url: (*u).to_owned(),
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        FailoverPool::new(DeadpoolPostgres::new(&config), nodes, config).await
+        Self::connect_with(urls, config).await
     }
 
     /// A pooled connection to the writer (waits during a failover, bounded
-    /// by the acquire timeout).
-    pub async fn writer(&self) -> Result<Object> {
-        Ok(self.acquire_writer().await?.0)
+    /// by the acquire timeout). It dereferences to a `deadpool_postgres::Object`.
+    pub async fn writer(&self) -> Result<Pooled<DeadpoolPostgres>> {
+        self.get(Route::Writer).await
     }
 
     /// A pooled connection for reading, per the configured read preference.
-    pub async fn reader(&self) -> Result<Object> {
-        Ok(self.acquire_reader().await?.0)
+    pub async fn reader(&self) -> Result<Pooled<DeadpoolPostgres>> {
+        self.get(self.default_read_route()).await
     }
 
     /// A pooled connection for reading with an explicit preference.
-    pub async fn reader_with(&self, pref: ReadPreference) -> Result<Object> {
-        Ok(self.acquire_reader_with(pref).await?.0)
+    pub async fn reader_with(&self, pref: ReadPreference) -> Result<Pooled<DeadpoolPostgres>> {
+        self.get(Route::Reader(pref)).await
     }
 
-    /// A read-your-writes token: the writer's WAL position now.
-    pub async fn write_token(&self) -> Result<WriteToken> {
-        let (conn, node) = self.acquire_writer().await?;
-        let row = conn
-            .query_one(POSITION_SQL, &[])
+    /// A pooled connection on a node that has replayed `token` (else the
+    /// writer): read-your-writes.
+    pub async fn reader_after(&self, token: WriteToken) -> Result<Pooled<DeadpoolPostgres>> {
+        self.get(Route::After(token)).await
+    }
+
+    /// Runs `body` in a transaction on the writer and commits it, with
+    /// failover-aware errors and no replay (as
+    /// [`FailoverPgPool::transaction`](crate::postgres::FailoverPgPool::transaction)):
+    /// a failover-class failure before `COMMIT` did not execute, a failure
+    /// during `COMMIT` is [`Error::OutcomeUnknown`], the body's own errors
+    /// are application errors after a rollback.
+    pub async fn transaction<T, F>(&self, body: F) -> Result<T>
+    where
+        T: Send,
+        F: for<'t> FnOnce(
+                &'t deadpool_postgres::Transaction<'_>,
+            )
+                -> BoxFuture<'t, std::result::Result<T, tokio_postgres::Error>>
+            + Send,
+    {
+        let (mut conn, node) = self.get(Route::Writer).await?.into_parts();
+        // Nothing of the body ran: a failure at BEGIN never executed it.
+        let tx = conn
+            .transaction()
             .await
-            .map_err(|e| self.observe(&node, e))?;
-        Ok(WriteToken {
-            position: row.get::<_, i64>(0).max(0) as u64,
-            epoch: row.get::<_, i64>(1).max(0) as u64,
-        })
-    }
-
-    /// Classifies a tokio-postgres error from a connection of `node`,
-    /// triggers a re-probe when it is failover-class, and wraps it.
-    pub fn observe(&self, node: &NodeRef<DeadpoolPostgres>, e: tokio_postgres::Error) -> Error {
-        let class = classify_pg(&e);
-        if class.is_failover() {
-            self.report_failure(node);
-        }
-        Error::backend(&*node.id, class, e)
+            .map_err(|e| node.observe_in_transaction(e))?;
+        let value = match body(&tx).await {
+            Ok(v) => v,
+            Err(e) => {
+                drop(tx); // rollback (or nothing, if the connection is gone)
+                return Err(node.observe_in_transaction(e));
+            }
+        };
+        tx.commit().await.map_err(|e| node.observe_commit(e))?;
+        Ok(value)
     }
 }

@@ -2,6 +2,14 @@
 //! SQLSTATE classification, [`FailoverPgPool`](sqlx::FailoverPgPool) (sqlx)
 //! and [`DeadpoolPostgres`](deadpool::DeadpoolPostgres) (deadpool-postgres).
 //!
+//! Both backends are thin: node ids, routing, read-your-writes, waiting,
+//! retiring stale connections and the transaction outcome rules live once,
+//! in [`FailoverPool`](crate::pool::FailoverPool). Each backend adds its
+//! driver's idiom: sqlx gets `writer()`/`reader()` handles that are
+//! `sqlx::Executor`s (as `&PgPool` is), deadpool gets checked-out
+//! [`Pooled`](crate::pool::Pooled) objects that dereference to
+//! `deadpool_postgres::Object`.
+//!
 //! # How a node is probed
 //! One round trip, [`PROBE_SQL`]: `pg_is_in_recovery()`; the timeline (on a
 //! primary from `pg_walfile_name(pg_current_wal_lsn())`, on a standby from
@@ -13,12 +21,21 @@
 use crate::core::endpoint::Role;
 use crate::error::ErrorClass;
 use crate::pool::Probe;
+use std::future::Future;
 use std::time::Duration;
 
 #[cfg(feature = "deadpool-postgres")]
 pub mod deadpool;
 #[cfg(feature = "sqlx")]
 pub mod sqlx;
+
+#[cfg(feature = "deadpool-postgres")]
+pub use deadpool::{DeadpoolPostgres, PgDeadpoolError};
+#[cfg(feature = "sqlx")]
+pub use sqlx::{FailoverPgPool, SqlxPostgres};
+
+/// The port a node URL without one means.
+pub(crate) const DEFAULT_PORT: u16 = 5432;
 
 /// The probe query. Columns: `in_recovery bool, timeline int8, position int8,
 /// received int8 (null until a standby has streamed), lag_seconds float8
@@ -30,7 +47,7 @@ pub mod sqlx;
 /// timeline switch (reads with a read-your-writes token then go to the
 /// writer until it catches up). Grant `pg_read_all_stats` to the pool's
 /// user for exact replica timelines.
-pub const PROBE_SQL: &str = "SELECT pg_is_in_recovery() AS in_recovery, \
+pub(crate) const PROBE_SQL: &str = "SELECT pg_is_in_recovery() AS in_recovery, \
  (CASE WHEN pg_is_in_recovery() \
    THEN COALESCE((SELECT received_tli FROM pg_stat_wal_receiver WHERE received_tli > 0), \
                  (SELECT timeline_id FROM pg_control_checkpoint())) \
@@ -44,50 +61,44 @@ pub const PROBE_SQL: &str = "SELECT pg_is_in_recovery() AS in_recovery, \
 /// Asks a standby to promote itself without waiting: `pg_promote(true)`
 /// polls for the end of recovery only ten times a second, so the backends
 /// poll [`IN_RECOVERY_SQL`] every [`PROMOTE_POLL`] instead (≈ 90 ms saved).
-pub const PROMOTE_SQL: &str = "SELECT pg_promote(false)";
+pub(crate) const PROMOTE_SQL: &str = "SELECT pg_promote(false)";
 
 /// Whether the node is still in recovery.
-pub const IN_RECOVERY_SQL: &str = "SELECT pg_is_in_recovery()";
+pub(crate) const IN_RECOVERY_SQL: &str = "SELECT pg_is_in_recovery()";
 
 /// How often a promotion's end is polled.
-pub const PROMOTE_POLL: std::time::Duration = std::time::Duration::from_millis(5);
+const PROMOTE_POLL: Duration = Duration::from_millis(5);
 
-/// How long a promotion may take before it is reported as timed out.
-pub const PROMOTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// The writer's current WAL position, for read-your-writes tokens.
-pub const POSITION_SQL: &str = "SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::int8, \
+/// The writer's current WAL position and timeline, for read-your-writes tokens.
+pub(crate) const POSITION_SQL: &str = "SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::int8, \
  ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int8";
 
-/// After [`PROMOTE_SQL`], polls `in_recovery` (which runs
-/// [`IN_RECOVERY_SQL`] on the backend's connection) every [`PROMOTE_POLL`]
-/// until the node has left recovery, or [`PROMOTE_TIMEOUT`] passes.
-pub(crate) async fn wait_promoted<C>(
-    conn: &mut C,
-    in_recovery: impl for<'a> Fn(
+/// After [`PROMOTE_SQL`], polls `in_recovery` (which runs [`IN_RECOVERY_SQL`]
+/// on the backend's connection) every [`PROMOTE_POLL`] until the node has
+/// left recovery. The pool bounds the whole promotion with its
+/// `promotion_timeout`.
+pub(crate) async fn wait_promoted<C, E, F>(conn: &mut C, mut in_recovery: F) -> Result<(), E>
+where
+    F: for<'a> FnMut(
         &'a mut C,
-    ) -> std::pin::Pin<
-        Box<dyn Future<Output = crate::error::Result<bool>> + Send + 'a>,
-    >,
-) -> crate::error::Result<()> {
-    let deadline = tokio::time::Instant::now() + PROMOTE_TIMEOUT;
-    loop {
-        if !in_recovery(conn).await? {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(crate::error::Error::Timeout {
-                what: "pg_promote",
-                after: PROMOTE_TIMEOUT,
-                may_have_executed: true,
-            });
-        }
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<bool, E>> + Send + 'a>>,
+{
+    while in_recovery(conn).await? {
         tokio::time::sleep(PROMOTE_POLL).await;
+    }
+    Ok(())
+}
+
+/// A read-your-writes token from the columns of [`POSITION_SQL`].
+pub(crate) fn token_from_row(position: i64, timeline: i64) -> crate::pool::WriteToken {
+    crate::pool::WriteToken {
+        position: position.max(0) as u64,
+        epoch: timeline.max(0) as u64,
     }
 }
 
 /// Builds a [`Probe`] from the columns of [`PROBE_SQL`].
-pub fn probe_from_row(
+pub(crate) fn probe_from_row(
     in_recovery: bool,
     timeline: i64,
     position: i64,
