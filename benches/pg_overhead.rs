@@ -44,8 +44,7 @@ use criterion::Criterion;
 use deadpool_postgres::{ManagerConfig, RecyclingMethod};
 use failover_pool::drill::{LocalPgCluster, PgClusterOptions};
 use failover_pool::pool::{FailoverPool, PoolConfig};
-use failover_pool::postgres::deadpool::DeadpoolPostgres;
-use failover_pool::postgres::sqlx::FailoverPgPool;
+use failover_pool::postgres::{DeadpoolPostgres, FailoverPgPool};
 use sqlx::postgres::PgPoolOptions;
 use tokio::runtime::Runtime;
 use tokio::task::JoinSet;
@@ -342,7 +341,7 @@ enum Step {
     SqlxRawAcquire,
     /// `FailoverPgPool::acquire()`, then drop.
     SqlxFailoverAcquire,
-    /// `FailoverPgPool::writer()` (topology lookup and `PgPool` clone).
+    /// `FailoverPgPool::writer()` (a routed handle: a pool clone).
     SqlxFailoverWriterPool,
     /// `SELECT 1` on an already acquired raw connection.
     SqlxRawExecuteOnConn,
@@ -352,7 +351,7 @@ enum Step {
     DeadpoolRawGet,
     /// `FailoverPool::writer()`, then drop.
     DeadpoolFailoverWriter,
-    /// `FailoverPool::writer_node()` only (topology lookup, `Pool` clone).
+    /// `FailoverPool::node_pool(writer)` only (topology lookup, `Pool` clone).
     DeadpoolFailoverWriterNode,
     /// `get()` straight on the failover pool's inner node pool, then drop.
     DeadpoolNodePoolGet,
@@ -391,6 +390,15 @@ struct SeenIds {
 }
 
 impl Pools {
+    /// The failover pool's current writer node pool (topology lookup and a clone).
+    fn deadpool_writer_pool(&self) -> deadpool_postgres::Pool {
+        let topo = self.deadpool_failover.topology();
+        let writer = topo.writer_status().expect("a writer");
+        self.deadpool_failover
+            .node_pool(&writer.id)
+            .expect("the writer's pool")
+    }
+
     /// Times one `step` (µs), setup excluded.
     async fn step(&self, step: Step, seen: &mut SeenIds) -> f64 {
         let began;
@@ -428,19 +436,17 @@ impl Pools {
             Step::DeadpoolFailoverWriter => {
                 began = Instant::now();
                 let o = self.deadpool_failover.writer().await.unwrap();
-                seen.failover.insert(deadpool_postgres::Object::id(&o));
+                seen.failover.insert(deadpool_postgres::Object::id(&*o));
                 drop(black_box(o));
             }
             Step::DeadpoolFailoverWriterNode => {
                 began = Instant::now();
-                drop(black_box(
-                    self.deadpool_failover.writer_node().await.unwrap(),
-                ));
+                drop(black_box(self.deadpool_writer_pool()));
             }
             Step::DeadpoolNodePoolGet => {
-                let node = self.deadpool_failover.writer_node().await.unwrap();
+                let node = self.deadpool_writer_pool();
                 began = Instant::now();
-                let o = node.pool.get().await.unwrap();
+                let o = node.get().await.unwrap();
                 seen.node.insert(deadpool_postgres::Object::id(&o));
                 drop(black_box(o));
             }
@@ -450,12 +456,9 @@ impl Pools {
                 let o = match step {
                     Step::DeadpoolRawExecuteOnObject => self.deadpool_raw.get().await.unwrap(),
                     Step::DeadpoolFailoverExecuteOnObject => {
-                        self.deadpool_failover.writer().await.unwrap()
+                        self.deadpool_failover.writer().await.unwrap().into_inner()
                     }
-                    _ => {
-                        let node = self.deadpool_failover.writer_node().await.unwrap();
-                        node.pool.get().await.unwrap()
-                    }
+                    _ => self.deadpool_writer_pool().get().await.unwrap(),
                 };
                 began = Instant::now();
                 black_box(o.execute("SELECT 1", &[]).await.unwrap());
@@ -501,16 +504,14 @@ fn profile(runtime: &Runtime, pools: &Arc<Pools>) {
             mean
         );
     }
-    let node = runtime
-        .block_on(pools.deadpool_failover.writer_node())
-        .unwrap();
+    let node = pools.deadpool_writer_pool();
     println!(
         "  deadpool objects seen: raw {} (status {:?}), failover writer() {}, node pool get() {} (status {:?})",
         seen.raw.len(),
         pools.deadpool_raw.status(),
         seen.failover.len(),
         seen.node.len(),
-        node.pool.status()
+        node.status()
     );
     profile_sqlx_concurrent(runtime, pools);
 }

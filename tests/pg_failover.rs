@@ -1,11 +1,11 @@
 //! FailoverPool over a real streaming-replication cluster (LocalPgCluster):
-//! each test injects a real fault and checks DESIGN.md §4's rules.
+//! each test injects a real fault and checks the pool's rules (see `failover_pool::pool`).
 //! Timings are printed (eprintln), never asserted.
 #![cfg(all(feature = "drill", feature = "sqlx", feature = "deadpool-postgres"))]
 
 use failover_pool::core::events::EventKind;
 use failover_pool::drill::{LocalPgCluster, PgClusterOptions};
-use failover_pool::pool::{FailoverPool, PoolConfig, PromotionPolicy, ReadPreference};
+use failover_pool::pool::{FailoverPool, PoolConfig, PromotionPolicy, ReadPreference, Route};
 use failover_pool::postgres::deadpool::DeadpoolPostgres;
 use failover_pool::postgres::sqlx::FailoverPgPool;
 use failover_pool::{Error, ErrorCode};
@@ -115,7 +115,7 @@ async fn ids_on(c: &LocalPgCluster, i: usize) -> BTreeSet<i64> {
 async fn wait_writer(pool: &FailoverPgPool, id: &str, within: Duration) {
     let deadline = Instant::now() + within;
     loop {
-        let t = pool.failover().refresh().await;
+        let t = pool.refresh().await;
         if t.writer_status().is_some_and(|w| &*w.id == id) {
             return;
         }
@@ -287,7 +287,7 @@ async fn frozen_primary_is_detected_by_timeouts_and_replaced() {
     // The thawed old primary is on the old timeline: fenced, never written to.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let t = pool.failover().refresh().await;
+        let t = pool.refresh().await;
         if t.nodes[0].up {
             assert!(t.nodes[0].fenced, "old primary fenced after thaw: {t:?}");
             break;
@@ -323,7 +323,7 @@ async fn outage_shorter_than_the_confirmation_window_does_not_promote() {
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let t = pool.failover().refresh().await;
+    let t = pool.refresh().await;
     assert_eq!(t.writer_status().unwrap().id.as_ref(), id_of(&c, 0));
     assert!(c.is_in_recovery(1).await.unwrap(), "standby not promoted");
     while let Ok(e) = events.try_recv() {
@@ -446,7 +446,7 @@ async fn commit_cut_by_a_crash_is_outcome_unknown() {
 async fn idle_connections_to_the_dead_node_are_dropped() {
     let c = cluster(1, false).await;
     let pool = sqlx_pool(&c, automatic(500)).await;
-    let old = pool.writer().await.unwrap();
+    let old = pool.node_pool(&id_of(&c, 0)).unwrap();
     // Fill the old writer's pool with idle connections.
     let conns: Vec<_> = futures_util_join(&old, 4).await;
     drop(conns);
@@ -484,7 +484,7 @@ async fn reads_fall_back_to_the_primary_when_every_replica_is_down() {
     let pool = sqlx_pool(&c, PromotionPolicy::External).await;
     c.kill(1).unwrap();
     c.kill(2).unwrap();
-    let t = pool.failover().refresh().await;
+    let t = pool.refresh().await;
     assert!(t.readers.is_empty());
     let reader = pool.reader().await.unwrap(); // PreferReplica
     let in_recovery: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
@@ -511,9 +511,9 @@ async fn all_nodes_down_is_a_typed_error_after_the_acquire_timeout() {
     c.kill(0).unwrap();
     c.kill(1).unwrap();
     let started = Instant::now();
-    let err = pool.failover().acquire_writer().await.unwrap_err();
+    let err = pool.get(Route::Writer).await.map(|_| ()).unwrap_err();
     eprintln!("all down: error after {:?}", started.elapsed());
-    assert_eq!(err.code(), ErrorCode::NoWriter, "{err:?}");
+    assert_eq!(err.code(), ErrorCode::NoNode, "{err:?}");
     // The drop-in surface says what PgPool says when it cannot get a connection.
     let err = sqlx::query("SELECT 1").execute(&pool).await.unwrap_err();
     assert!(matches!(err, sqlx::Error::PoolTimedOut), "{err:?}");
@@ -534,7 +534,7 @@ async fn restarted_old_primary_is_fenced_and_gets_no_write() {
     c.restart(0).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let t = pool.failover().refresh().await;
+        let t = pool.refresh().await;
         if t.nodes[0].up {
             assert!(t.nodes[0].fenced, "{t:?}");
             assert_eq!(t.writer_status().unwrap().id.as_ref(), id_of(&c, 1));
@@ -560,7 +560,7 @@ async fn restarted_old_primary_is_fenced_and_gets_no_write() {
     c.rejoin_as_standby(0, 1).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let t = pool.failover().refresh().await;
+        let t = pool.refresh().await;
         if t.nodes[0].up && !t.nodes[0].fenced && t.readers.contains(&0) {
             break;
         }
@@ -584,7 +584,7 @@ async fn the_most_advanced_of_two_standbys_is_promoted() {
     }
     let lsn = c.current_lsn(0).await.unwrap();
     c.wait_for_replay(1, lsn).await.unwrap();
-    pool.failover().refresh().await;
+    pool.refresh().await;
     c.kill(0).unwrap();
     wait_writer(&pool, &id_of(&c, 1), Duration::from_secs(30)).await;
     assert!(
@@ -606,7 +606,6 @@ async fn manual_switchover_waits_for_catch_up() {
             .unwrap();
     }
     let t = pool
-        .failover()
         .switchover(None, Duration::from_secs(10))
         .await
         .unwrap();
@@ -629,7 +628,7 @@ async fn manual_switchover_waits_for_catch_up() {
     assert_eq!(c.count(0, "SELECT count(*) FROM t").await.unwrap(), 99);
     assert_eq!(c.count(1, "SELECT count(*) FROM t").await.unwrap(), 149);
     // Promoting the current writer again is idempotent.
-    pool.failover().promote(&id_of(&c, 1)).await.unwrap();
+    pool.promote(&id_of(&c, 1)).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -653,7 +652,7 @@ async fn deadpool_backend_routes_fails_over_and_retires_old_connections() {
         .get(0);
     assert!(rec);
     drop(r);
-    let old_gen = pool.writer_node().await.unwrap().pool;
+    let old_gen = pool.node_pool(&id_of(&c, 0)).unwrap();
     c.kill(0).unwrap();
     let w = tokio::time::timeout(Duration::from_secs(30), pool.writer())
         .await
@@ -709,22 +708,8 @@ async fn two_application_instances_promote_without_racing_into_two_writers() {
         1,
         "exactly one standby was promoted: {primaries:?}"
     );
-    let wa = a
-        .failover()
-        .refresh()
-        .await
-        .writer_status()
-        .unwrap()
-        .id
-        .clone();
-    let wb = b
-        .failover()
-        .refresh()
-        .await
-        .writer_status()
-        .unwrap()
-        .id
-        .clone();
+    let wa = a.refresh().await.writer_status().unwrap().id.clone();
+    let wb = b.refresh().await.writer_status().unwrap().id.clone();
     assert_eq!(wa, wb, "both instances agree on the writer");
     assert_eq!(
         c.count(primaries[0], "SELECT count(*) FROM t")
@@ -746,7 +731,7 @@ async fn a_cancelled_switchover_does_not_hold_writers_back() {
         .unwrap();
     let cancelled = tokio::time::timeout(
         Duration::from_millis(500),
-        pool.failover().switchover(None, Duration::from_secs(60)),
+        pool.switchover(None, Duration::from_secs(60)),
     )
     .await;
     assert!(
@@ -769,7 +754,6 @@ async fn a_cancelled_switchover_does_not_hold_writers_back() {
     );
     // A switchover that times out leaves everything as it was.
     let err = pool
-        .failover()
         .switchover(None, Duration::from_millis(300))
         .await
         .unwrap_err();

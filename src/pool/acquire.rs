@@ -4,8 +4,10 @@
 //! another node when the acquire fails for a failover-class reason.
 //!
 //! The fast path (a node is known and its pool hands out a connection)
-//! reads no clock, arms no timer, subscribes to nothing and allocates
-//! nothing: two `arc-swap` loads and a few reference-count increments.
+//! arms no timer, subscribes to nothing and allocates nothing: one clock
+//! read, two `arc-swap` loads and a few reference-count increments. The
+//! acquire timeout counts from the call: retries are bounded by the time
+//! left, and the first attempt by the backend's connect timeout.
 
 use crate::core::Classify;
 use crate::error::{BoxError, Error, Result};
@@ -44,19 +46,29 @@ impl<B: Backend> NodeRef<B> {
     }
 }
 
-/// When a caller started waiting and until when it may (set lazily, so the
-/// fast path reads no clock).
-#[derive(Debug, Default)]
+/// When a caller started and until when it may wait: one clock read per
+/// call (no timer is armed unless the caller has to wait or retry).
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Wait {
-    started: Option<(Instant, Instant)>,
+    started: Instant,
+    deadline: Instant,
 }
 
 impl Wait {
-    fn start(&mut self, timeout: Duration) -> (Instant, Instant) {
-        *self.started.get_or_insert_with(|| {
-            let now = Instant::now();
-            (now, now + timeout)
-        })
+    pub(crate) fn new(timeout: Duration) -> Self {
+        let started = Instant::now();
+        Wait {
+            started,
+            deadline: started + timeout,
+        }
+    }
+
+    fn no_node(&self, route: Route, last: Option<BoxError>) -> Error {
+        Error::NoNode {
+            wanted: route.wanted(),
+            waited: self.started.elapsed(),
+            last,
+        }
     }
 }
 
@@ -67,30 +79,32 @@ impl<B: Backend> Inner<B> {
     /// timeout; a busy node pool is waited for; an application error is
     /// returned at once.
     pub(crate) async fn acquire_route(&self, route: Route) -> Result<(B::Conn, NodeRef<B>)> {
-        let mut wait = Wait::default();
+        let wait = Wait::new(self.config.acquire_timeout);
         let mut avoid: Option<(Arc<Slot<B>>, u64)> = None;
         let mut last: Option<BoxError> = None;
+        let mut retry = false;
         loop {
-            let node = match self.wait_for(&mut wait, avoid.as_ref(), route).await {
+            let node = match self.wait_for(&wait, avoid.as_ref(), route).await {
                 Ok(n) => n,
-                Err(Error::NoNode {
-                    wanted,
-                    waited,
-                    last: None,
-                }) => {
-                    return Err(Error::NoNode {
-                        wanted,
-                        waited,
-                        last,
-                    });
-                }
+                Err(Error::NoNode { .. }) => return Err(wait.no_node(route, last)),
                 Err(e) => return Err(e),
             };
-            match self.backend.acquire(&node.pool).await {
+            let attempt = self.backend.acquire(&node.pool);
+            let result = if retry {
+                match tokio::time::timeout_at(wait.deadline, attempt).await {
+                    Ok(r) => r,
+                    Err(_) => return Err(wait.no_node(route, last)),
+                }
+            } else {
+                attempt.await
+            };
+            retry = true;
+            match result {
                 Ok(conn) => {
                     if route.is_writer() && !self.still_writer(&node.slot) {
                         // The topology moved while we connected (the node was
-                        // fenced or demoted): this connection must not carry writes.
+                        // fenced or demoted, or a switchover began): this
+                        // connection must not carry writes.
                         continue;
                     }
                     return Ok((conn, node));
@@ -108,21 +122,20 @@ impl<B: Backend> Inner<B> {
                         avoid = Some((Arc::clone(&node.slot), node.topology_epoch));
                     }
                     last = Some(Box::new(Error::backend(&**node.id(), class, e)));
-                    let (started, deadline) = wait.start(self.config.acquire_timeout);
-                    if Instant::now() >= deadline {
-                        return Err(Error::NoNode {
-                            wanted: route.wanted(),
-                            waited: started.elapsed(),
-                            last,
-                        });
+                    if Instant::now() >= wait.deadline {
+                        return Err(wait.no_node(route, last));
                     }
                 }
             }
         }
     }
 
-    /// Whether `slot` is still the published writer (one lock-free load).
+    /// Whether `slot` is still the published writer and no switchover holds
+    /// writers back (two lock-free loads).
     fn still_writer(&self, slot: &Arc<Slot<B>>) -> bool {
+        if self.paused.load(Acquire) > 0 {
+            return false;
+        }
         let routing = self.routing.load();
         routing
             .topology
@@ -135,7 +148,7 @@ impl<B: Backend> Inner<B> {
     /// during a switchover), or the acquire timeout passes.
     pub(crate) async fn wait_for(
         &self,
-        wait: &mut Wait,
+        wait: &Wait,
         avoid: Option<&(Arc<Slot<B>>, u64)>,
         route: Route,
     ) -> Result<NodeRef<B>> {
@@ -146,12 +159,11 @@ impl<B: Backend> Inner<B> {
                 return Err(Error::Closed);
             }
             if let Some(node) = self.pick(route, avoid, waited) {
-                if waited && let Some((started, _)) = wait.started {
-                    self.record_wait(route, started.elapsed());
+                if waited {
+                    self.record_wait(route, wait.started.elapsed());
                 }
                 return Ok(node);
             }
-            let (started, deadline) = wait.start(self.config.acquire_timeout);
             let Some(rx) = rounds.as_mut() else {
                 // Subscribe, then look once more: a round that finished in
                 // between is not missed.
@@ -164,16 +176,10 @@ impl<B: Backend> Inner<B> {
                 self.probe_now.notify_one();
             }
             waited = true;
-            match tokio::time::timeout_at(deadline, rx.changed()).await {
+            match tokio::time::timeout_at(wait.deadline, rx.changed()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => return Err(Error::Closed),
-                Err(_) => {
-                    return Err(Error::NoNode {
-                        wanted: route.wanted(),
-                        waited: started.elapsed(),
-                        last: None,
-                    });
-                }
+                Err(_) => return Err(wait.no_node(route, None)),
             }
         }
     }

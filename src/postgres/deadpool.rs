@@ -125,8 +125,14 @@ impl Classify for PgDeadpoolError {
 pub struct DeadpoolPostgres {
     max_connections: usize,
     connect_timeout: Duration,
-    recycling: RecyclingMethod,
+    /// `None`: no check; `Some(w)`: a round trip for connections last used `w` or more ago.
+    check_idle_after: Option<Duration>,
 }
+
+/// The bypass window of [`PoolConfig::test_bypass_window`] when it is `None`:
+/// tokio-postgres notices a server that closed the connection (a crash) by
+/// itself, so a connection used this recently needs no round trip.
+const DEFAULT_BYPASS_WINDOW: Duration = Duration::from_millis(500);
 
 /// Per-node state of [`DeadpoolPostgres`]: parsed connect options and the
 /// probe connection. Its `Debug` shows hosts and ports only.
@@ -166,11 +172,9 @@ impl Backend for DeadpoolPostgres {
         DeadpoolPostgres {
             max_connections: config.max_connections as usize,
             connect_timeout: config.connect_timeout,
-            recycling: if config.test_before_acquire {
-                RecyclingMethod::Verified
-            } else {
-                RecyclingMethod::Fast
-            },
+            check_idle_after: config
+                .test_before_acquire
+                .then(|| config.test_bypass_window.unwrap_or(DEFAULT_BYPASS_WINDOW)),
         }
     }
 
@@ -189,14 +193,16 @@ impl Backend for DeadpoolPostgres {
     }
 
     fn pool(&self, node: &DeadpoolNode, generation: PoolGeneration) -> Result<Pool> {
+        // `Fast` recycling drops connections tokio-postgres saw closed; the
+        // round-trip check, when due, is the post-recycle hook below.
         let manager = Manager::from_config(
             node.config.clone(),
             NoTls,
             ManagerConfig {
-                recycling_method: self.recycling.clone(),
+                recycling_method: RecyclingMethod::Fast,
             },
         );
-        Pool::builder(manager)
+        let mut builder = Pool::builder(manager)
             .max_size(self.max_connections)
             .runtime(Runtime::Tokio1)
             .create_timeout(Some(self.connect_timeout))
@@ -211,7 +217,24 @@ impl Backend for DeadpoolPostgres {
                         "connection from a retired pool generation".into(),
                     ))
                 }
-            }))
+            }));
+        if let Some(window) = self.check_idle_after {
+            let timeout = self.connect_timeout;
+            builder = builder.post_recycle(Hook::async_fn(move |client, metrics| {
+                let due = metrics.last_used() >= window;
+                Box::pin(async move {
+                    if !due {
+                        return Ok(());
+                    }
+                    match tokio::time::timeout(timeout, client.simple_query("")).await {
+                        Ok(Ok(_)) => Ok(()),
+                        Ok(Err(e)) => Err(HookError::Backend(e)),
+                        Err(_) => Err(HookError::Message("connection check timed out".into())),
+                    }
+                })
+            }));
+        }
+        builder
             .build()
             .map_err(|e| Error::Config(format!("deadpool-postgres pool: {e}")))
     }

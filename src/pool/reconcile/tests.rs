@@ -242,3 +242,101 @@ fn node_down_retires_its_connections() {
     assert_eq!(out.retire, vec![1]);
     assert!(r.topology().readers.is_empty());
 }
+
+#[test]
+fn a_claimed_writer_gets_writes_only_once_it_reports_primary() {
+    let t0 = Instant::now();
+    let mut r = rec(2, PromotionPolicy::External, 1, t0);
+    r.apply(&[primary(1, 10), replica(1, 10)], t0);
+    assert_eq!(r.topology().writer, Some(0));
+    // The orchestrator names n1 while n1 still reports replica: no writer.
+    assert!(r.set_claim(Some(Arc::from("n1"))));
+    let out = r.reevaluate(t0);
+    assert_eq!(r.topology().writer, None);
+    assert!(
+        out.retire.contains(&0),
+        "the unseated writer's connections go"
+    );
+    assert!(has(&out, |e| matches!(
+        e,
+        EventKind::FailoverStarted { .. }
+    )));
+    // Both report primary on the same epoch: the claim decides, nobody is fenced.
+    let out = r.apply(&[primary(1, 12), primary(1, 12)], t0);
+    assert_eq!(r.topology().writer, Some(1));
+    assert!(!r.topology().nodes[0].fenced);
+    assert!(!has(&out, |e| matches!(
+        e,
+        EventKind::SplitBrainDetected { .. }
+    )));
+    // The old primary is demoted: still no writes for it, n1 stays the writer.
+    r.apply(&[replica(1, 12), primary(1, 13)], t0);
+    assert_eq!(r.topology().writer, Some(1));
+    assert_eq!(r.topology().readers, vec![0]);
+    // A claim naming a node outside the set is ignored.
+    r.set_claim(Some(Arc::from("elsewhere")));
+    r.reevaluate(t0);
+    assert_eq!(r.topology().writer, Some(1));
+}
+
+#[test]
+fn a_claim_suppresses_automatic_promotion() {
+    let t0 = Instant::now();
+    let mut r = rec(2, auto(10), 1, t0);
+    r.apply(&[primary(1, 10), replica(1, 10)], t0);
+    r.set_claim(Some(Arc::from("n0")));
+    r.apply(&[down(), replica(1, 10)], t0);
+    let later = t0 + Duration::from_secs(10);
+    assert_eq!(r.apply(&[down(), replica(1, 10)], later).promote, None);
+    assert_eq!(r.promotion_due(), None);
+    // Without the claim the same state promotes.
+    r.set_claim(None);
+    assert_eq!(r.apply(&[down(), replica(1, 10)], later).promote, Some(1));
+}
+
+#[test]
+fn removing_nodes_keeps_indices_consistent_and_removing_the_writer_starts_a_failover() {
+    let t0 = Instant::now();
+    let mut r = rec(3, PromotionPolicy::External, 1, t0);
+    r.apply(&[replica(1, 10), primary(1, 10), replica(1, 10)], t0);
+    assert_eq!(r.topology().writer, Some(1));
+    assert_eq!(r.topology().readers, vec![0, 2]);
+    let mut events = Vec::new();
+    r.remove(0, t0, &mut events);
+    r.node_set_changed(&mut events);
+    let topo = r.topology();
+    assert_eq!(topo.nodes.len(), 2);
+    assert_eq!(topo.writer, Some(0), "n1 moved to index 0");
+    assert_eq!(&*topo.nodes[0].id, "n1");
+    assert_eq!(topo.readers, vec![1], "n2 moved to index 1");
+    assert!(
+        events
+            .iter()
+            .all(|e| !matches!(e, EventKind::FailoverStarted { .. }))
+    );
+    let epoch = topo.epoch;
+    let mut events = Vec::new();
+    r.remove(0, t0, &mut events);
+    r.node_set_changed(&mut events);
+    assert_eq!(r.topology().writer, None);
+    assert!(r.topology().epoch > epoch);
+    assert!(events.iter().any(
+        |e| matches!(e, EventKind::FailoverStarted { old_writer: Some(w), .. } if &**w == "n1")
+    ));
+}
+
+#[test]
+fn an_added_node_gets_no_traffic_until_probed() {
+    let t0 = Instant::now();
+    let mut r = rec(2, PromotionPolicy::External, 1, t0);
+    r.apply(&[primary(1, 10), replica(1, 10)], t0);
+    r.add(Arc::from("n2"));
+    let mut events = Vec::new();
+    r.node_set_changed(&mut events);
+    let topo = r.topology();
+    assert_eq!(topo.nodes.len(), 3);
+    assert!(!topo.nodes[2].up);
+    assert_eq!(topo.readers, vec![1]);
+    r.apply(&[primary(1, 10), replica(1, 10), replica(1, 10)], t0);
+    assert_eq!(r.topology().readers, vec![1, 2]);
+}

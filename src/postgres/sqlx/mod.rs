@@ -128,7 +128,8 @@ pub struct SqlxPostgres {
     max_connections: u32,
     min_connections: u32,
     connect_timeout: Duration,
-    test_before_acquire: bool,
+    /// `None`: no check; `Some(w)`: a round trip for connections idle `w` or longer.
+    check_idle_after: Option<Duration>,
 }
 
 /// Per-node state of [`SqlxPostgres`]: parsed connect options and the probe
@@ -160,7 +161,9 @@ impl Backend for SqlxPostgres {
             max_connections: config.max_connections,
             min_connections: config.min_connections,
             connect_timeout: config.connect_timeout,
-            test_before_acquire: config.test_before_acquire,
+            check_idle_after: config
+                .test_before_acquire
+                .then(|| config.test_bypass_window.unwrap_or(Duration::ZERO)),
         }
     }
 
@@ -179,14 +182,26 @@ impl Backend for SqlxPostgres {
     }
 
     fn pool(&self, node: &SqlxNode, _generation: PoolGeneration) -> Result<PgPool> {
-        // A retired generation is closed, so it hands out nothing; no
-        // per-acquire hook is needed.
-        Ok(PgPoolOptions::new()
+        // A retired generation is closed, so it hands out nothing.
+        let options = PgPoolOptions::new()
             .max_connections(self.max_connections)
             .min_connections(self.min_connections)
-            .acquire_timeout(self.connect_timeout)
-            .test_before_acquire(self.test_before_acquire)
-            .connect_lazy_with(node.options.clone()))
+            .acquire_timeout(self.connect_timeout);
+        let options = match self.check_idle_after {
+            None => options.test_before_acquire(false),
+            Some(Duration::ZERO) => options.test_before_acquire(true),
+            Some(window) => options
+                .test_before_acquire(false)
+                .before_acquire(move |conn, meta| {
+                    Box::pin(async move {
+                        if meta.idle_for < window {
+                            return Ok(true);
+                        }
+                        conn.ping().await.map(|()| true)
+                    })
+                }),
+        };
+        Ok(options.connect_lazy_with(node.options.clone()))
     }
 
     #[allow(clippy::manual_async_fn)] // the future must not borrow `self`
