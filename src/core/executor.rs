@@ -31,12 +31,13 @@ use crate::core::clock::{instant_of, nanos_of, now_nanos};
 use crate::core::endpoint::{Endpoint, Health};
 use crate::core::events::{EndpointStats, Event, EventBus, EventKind, Stats, names};
 use crate::core::health::{
-    HealthCheck, HealthCheckConfig, HealthChecker, OutlierConfig, OutlierDetector, TaskHandle,
+    HealthCheck, HealthCheckConfig, HealthChecker, OutlierConfig, OutlierDetector,
 };
 use crate::core::retry::{Idempotency, RetryBudget, RetryPolicy};
 use crate::core::set::{EndpointSet, LiveEndpoint};
 use crate::core::stats::{Counters, LatencyHistogram};
 use crate::core::strategy::{Excluded, PickContext, RoundRobin, Strategy};
+use crate::core::task::TaskHandle;
 use crate::discovery::{Discovery, DiscoveryBackoff, spawn_discovery};
 use crate::error::{BoxError, Error, ErrorClass, Result};
 use std::fmt;

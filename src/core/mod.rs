@@ -14,6 +14,7 @@ pub mod retry;
 pub mod set;
 pub mod stats;
 pub mod strategy;
+pub mod task;
 
 pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker};
 pub use endpoint::{Endpoint, Health, Role};
@@ -23,7 +24,7 @@ pub use executor::{CallOptions, Classified, Classify, Failover, FailoverBuilder,
 pub use health::HttpCheck;
 pub use health::{
     CheckReport, HealthCheck, HealthCheckConfig, HealthChecker, OutlierConfig, OutlierDetector,
-    TaskHandle, TcpCheck,
+    TcpCheck,
 };
 pub use retry::{Backoff, BudgetConfig, Idempotency, Jitter, RetryBudget, RetryPolicy};
 pub use set::{EndpointSet, LiveEndpoint, Snapshot};
@@ -32,3 +33,4 @@ pub use strategy::{
     Excluded, HealthBased, LeastConnections, PickContext, PowerOfTwoChoices, Priority, Random,
     RoundRobin, Strategy, StrategyKind, WeightedRoundRobin,
 };
+pub use task::TaskHandle;

@@ -48,8 +48,8 @@ pub use static_list::{StaticDiscovery, default_port, endpoint_from_url};
 
 use crate::core::endpoint::{Endpoint, Health};
 use crate::core::events::{EventBus, EventKind, names};
-use crate::core::health::TaskHandle;
 use crate::core::set::{EndpointSet, SetChange};
+use crate::core::task::TaskHandle;
 use crate::error::Error;
 use std::fmt::Debug;
 use std::future::Future;
