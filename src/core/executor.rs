@@ -28,6 +28,7 @@
 
 use crate::core::breaker::{BreakerConfig, CallOutcome};
 use crate::core::clock::{instant_of, nanos_of, now_nanos};
+use crate::core::discovery::{Discovery, DiscoveryBackoff, spawn_discovery};
 use crate::core::endpoint::{Endpoint, Health};
 use crate::core::events::{EndpointStats, Event, EventBus, EventKind, Stats, names};
 use crate::core::health::{
@@ -38,7 +39,6 @@ use crate::core::set::{EndpointSet, LiveEndpoint};
 use crate::core::stats::{Counters, LatencyHistogram};
 use crate::core::strategy::{Excluded, PickContext, RoundRobin, Strategy};
 use crate::core::task::TaskHandle;
-use crate::discovery::{Discovery, DiscoveryBackoff, spawn_discovery};
 use crate::error::{BoxError, Error, ErrorClass, Result};
 use std::fmt;
 use std::future::Future;

@@ -5,6 +5,7 @@
 
 pub mod breaker;
 pub mod clock;
+pub mod discovery;
 pub mod endpoint;
 pub mod events;
 pub mod executor;

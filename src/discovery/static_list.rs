@@ -1,8 +1,8 @@
 //! [`StaticDiscovery`]: a fixed list of endpoints, from [`Endpoint`]s or from
 //! URLs such as `http://user-service-1:8080`.
 
+use crate::core::discovery::{Discovery, DiscoveryChange, DiscoveryFuture};
 use crate::core::endpoint::Endpoint;
-use crate::discovery::{Discovery, DiscoveryChange, DiscoveryFuture};
 use crate::error::Error;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering::AcqRel};
