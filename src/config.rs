@@ -1,7 +1,7 @@
-//! Serde configuration in the shape of the Go seed's YAML (`failover:
-//! providers: {consul, kubernetes, static}` each with `health_check` and
-//! `failover` sections), validated into typed errors and turned into a
-//! [`Failover`] builder. Durations are written as `"10s"`, `"250ms"`.
+//! Serde configuration of endpoint providers (`failover: providers:
+//! {consul, kubernetes, static}`, each with `health_check` and `failover`
+//! sections), validated into typed errors and turned into a [`Failover`]
+//! builder. Durations are written as `"10s"`, `"250ms"`.
 //!
 //! ```
 //! use failover_pool::config::{FailoverConfig, expand_env};
@@ -21,9 +21,9 @@
 //! ```
 //!
 //! The parsing is format-agnostic (anything serde reads); the examples use
-//! YAML. `consul` and `kubernetes` sections are parsed and validated here;
-//! the providers that use them live behind the `consul` and `kubernetes`
-//! features.
+//! YAML. `consul` and `kubernetes` sections are parsed and validated here,
+//! but no provider reads them yet: only the `static` provider builds a
+//! [`Failover`] ([`StaticProviderConfig::builder`]).
 
 use crate::core::breaker::BreakerConfig;
 use crate::core::executor::{Failover, FailoverBuilder};
@@ -35,9 +35,9 @@ use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-/// Replaces `${NAME}` (and `${NAME:-default}`) with environment variables, as
-/// the seed's configs expect (`token: "${CONSUL_TOKEN}"`). A variable that is
-/// unset and has no default is an error naming it.
+/// Replaces `${NAME}` (and `${NAME:-default}`) with environment variables,
+/// so secrets can stay out of the file (`token: "${CONSUL_TOKEN}"`). A
+/// variable that is unset and has no default is an error naming it.
 pub fn expand_env(text: &str) -> Result<String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -426,11 +426,11 @@ impl FailoverConfig {
 mod tests {
     use super::*;
 
-    const SEED: &str = include_str!("../examples/failover.yaml");
+    const EXAMPLE: &str = include_str!("../examples/failover.yaml");
 
     #[test]
-    fn the_seed_shape_parses_and_validates() {
-        let text = expand_env(SEED).unwrap();
+    fn the_example_config_parses_and_validates() {
+        let text = expand_env(EXAMPLE).unwrap();
         let root: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
         let cfg: FailoverConfig = serde_yaml_ng::from_value(root["failover"].clone()).unwrap();
         cfg.validate().unwrap();

@@ -5,9 +5,8 @@
 //! A [`Discovery`] is pull-style: the first [`Discovery::next_change`]
 //! returns the initial list promptly, each later call waits for the next
 //! change. A Consul blocking query (`?index=`) or a Kubernetes watch maps
-//! straight onto this. The providers (a static list, a mock for tests, and
-//! Consul or Kubernetes behind their features) live in
-//! [`crate::discovery`], which also re-exports everything here.
+//! straight onto this. The providers (a static list, and a mock for tests)
+//! live in [`crate::discovery`], which also re-exports everything here.
 //!
 //! When discovery fails the driver logs, backs off ([`DiscoveryBackoff`]) and
 //! **keeps the last known endpoints**: an unreachable Consul agent must not

@@ -23,6 +23,8 @@ use tokio::task::JoinHandle;
 /// ```
 #[derive(Debug)]
 pub struct TaskHandle {
+    /// `None` once [`TaskHandle::shutdown`] has taken the task, so `Drop` has
+    /// nothing left to abort.
     inner: Option<JoinHandle<()>>,
 }
 
@@ -61,14 +63,6 @@ impl TaskHandle {
             h.abort();
             let _ = h.await;
         }
-    }
-
-    /// Lets the task run on its own: it is no longer aborted on drop. Returns
-    /// the underlying handle.
-    pub fn detach(mut self) -> JoinHandle<()> {
-        self.inner
-            .take()
-            .expect("a TaskHandle holds its task until dropped or detached")
     }
 }
 

@@ -74,7 +74,6 @@ pub struct LiveEndpoint {
     health: AtomicU8,
     in_flight: AtomicU32,
     consecutive_failures: AtomicU32,
-    consecutive_successes: AtomicU32,
     ejected_until: AtomicU64,
     ejections: AtomicU32,
     last_checked: AtomicU64,
@@ -129,7 +128,6 @@ impl LiveEndpoint {
             endpoint,
             in_flight: AtomicU32::new(0),
             consecutive_failures: AtomicU32::new(0),
-            consecutive_successes: AtomicU32::new(0),
             ejected_until: AtomicU64::new(0),
             ejections: AtomicU32::new(0),
             last_checked: AtomicU64::new(0),
@@ -210,13 +208,11 @@ impl LiveEndpoint {
         if success {
             self.counters.successes.fetch_add(1, Relaxed);
             self.consecutive_failures.store(0, Relaxed);
-            self.consecutive_successes.fetch_add(1, Relaxed);
             self.ewma.observe(latency, now);
             self.latency.record(latency);
             0
         } else {
             self.counters.failures.fetch_add(1, Relaxed);
-            self.consecutive_successes.store(0, Relaxed);
             self.consecutive_failures.fetch_add(1, Relaxed) + 1
         }
     }

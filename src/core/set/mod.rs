@@ -122,11 +122,6 @@ impl EndpointSet {
         self.snapshot().get(id).cloned()
     }
 
-    /// The breaker configuration every endpoint of this set uses.
-    pub fn breaker_config(&self) -> &Arc<BreakerConfig> {
-        &self.breaker
-    }
-
     /// Replaces the whole list (what discovery does). Endpoints whose id,
     /// address and port are unchanged keep their live state.
     pub fn replace(&self, endpoints: Vec<Endpoint>) -> Result<SetChange> {
