@@ -28,11 +28,13 @@
 use crate::core::breaker::BreakerConfig;
 use crate::core::executor::{Failover, FailoverBuilder};
 use crate::core::health::{HealthCheckConfig, OutlierConfig, TcpCheck};
+use crate::core::redact::{MASK, redact_url};
 use crate::core::retry::{Backoff, RetryPolicy};
 use crate::core::strategy::StrategyKind;
 use crate::discovery::StaticDiscovery;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
+use std::fmt;
 use std::time::Duration;
 
 /// Replaces `${NAME}` (and `${NAME:-default}`) with environment variables,
@@ -236,7 +238,10 @@ impl FailoverSection {
 }
 
 /// The `static` provider.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Its `Debug` output masks the credentials in endpoint URLs
+/// ([`redact_url`]).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StaticProviderConfig {
     /// Whether the provider is used.
@@ -260,6 +265,19 @@ impl Default for StaticProviderConfig {
             health_check: HealthCheckSection::default(),
             failover: FailoverSection::default(),
         }
+    }
+}
+
+impl fmt::Debug for StaticProviderConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let endpoints: Vec<_> = self.endpoints.iter().map(|u| redact_url(u)).collect();
+        f.debug_struct("StaticProviderConfig")
+            .field("enabled", &self.enabled)
+            .field("service_name", &self.service_name)
+            .field("endpoints", &endpoints)
+            .field("health_check", &self.health_check)
+            .field("failover", &self.failover)
+            .finish()
     }
 }
 
@@ -298,7 +316,10 @@ impl StaticProviderConfig {
 }
 
 /// The `consul` provider.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Its `Debug` output masks the ACL token and the credentials in the
+/// address ([`redact_url`]).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ConsulProviderConfig {
     /// Whether the provider is used.
@@ -334,6 +355,22 @@ impl Default for ConsulProviderConfig {
             health_check: HealthCheckSection::default(),
             failover: FailoverSection::default(),
         }
+    }
+}
+
+impl fmt::Debug for ConsulProviderConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConsulProviderConfig")
+            .field("enabled", &self.enabled)
+            .field("address", &redact_url(&self.address))
+            .field("token", &self.token.as_ref().map(|_| MASK))
+            .field("datacenter", &self.datacenter)
+            .field("namespace", &self.namespace)
+            .field("service_name", &self.service_name)
+            .field("passing_only", &self.passing_only)
+            .field("health_check", &self.health_check)
+            .field("failover", &self.failover)
+            .finish()
     }
 }
 

@@ -3,6 +3,7 @@
 
 use crate::core::discovery::{Discovery, DiscoveryChange, DiscoveryFuture};
 use crate::core::endpoint::Endpoint;
+use crate::core::redact::redact_url;
 use crate::error::Error;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering::AcqRel};
@@ -111,11 +112,13 @@ pub fn default_port(scheme: &str) -> Option<u16> {
 /// ```
 ///
 /// # Errors
-/// [`Error::Config`] naming the URL when it has no scheme, no host, a port
-/// that is not a number between 1 and 65535, or no port and a scheme without
-/// a default port.
+/// [`Error::Config`] naming the URL (its password masked, see
+/// [`redact_url`]) when it has no scheme, no host, a port that is not a
+/// number between 1 and 65535, or no port and a scheme without a default
+/// port.
 pub fn endpoint_from_url(url: &str) -> Result<Endpoint, Error> {
-    let bad = |why: &str| Error::Config(format!("invalid endpoint URL `{url}`: {why}"));
+    let bad =
+        |why: &str| Error::Config(format!("invalid endpoint URL `{}`: {why}", redact_url(url)));
     let trimmed = url.trim();
     let (scheme, rest) = trimmed
         .split_once("://")

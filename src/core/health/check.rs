@@ -3,6 +3,8 @@
 //! `http` feature).
 
 use crate::core::endpoint::{Endpoint, Health};
+#[cfg(feature = "http")]
+use crate::core::redact::redact_url;
 use crate::error::BoxError;
 use std::fmt::Debug;
 use std::future::Future;
@@ -172,9 +174,35 @@ impl HttpCheck {
 impl HealthCheck for HttpCheck {
     fn check<'a>(&'a self, endpoint: &'a Endpoint) -> CheckFuture<'a> {
         Box::pin(async move {
-            let response = self.client.get(self.url(endpoint)).send().await?;
+            let response = self
+                .client
+                .get(self.url(endpoint))
+                .send()
+                .await
+                .map_err(redact_request_error)?;
             self.classify(response.status().as_u16())
         })
+    }
+}
+
+/// `err` with the secrets of the URL it shows (a token in the health path's
+/// query, say) masked by [`redact_url`]; without the URL when the masked
+/// form does not parse.
+#[cfg(feature = "http")]
+fn redact_request_error(mut err: reqwest::Error) -> reqwest::Error {
+    let Some(url) = err.url_mut() else {
+        return err;
+    };
+    let masked = match redact_url(url.as_str()) {
+        std::borrow::Cow::Borrowed(_) => return err,
+        std::borrow::Cow::Owned(masked) => masked,
+    };
+    match reqwest::Url::parse(&masked) {
+        Ok(masked) => {
+            *url = masked;
+            err
+        }
+        Err(_) => err.without_url(),
     }
 }
 
