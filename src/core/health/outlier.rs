@@ -146,12 +146,39 @@ impl OutlierConfig {
     }
 }
 
+/// What the sweep remembers of one endpoint between two passes.
 #[derive(Debug)]
 struct SweepState {
     endpoint: Weak<LiveEndpoint>,
     successes: u64,
     failures: u64,
     clean_since: Option<u64>,
+}
+
+impl SweepState {
+    fn new(ep: &Arc<LiveEndpoint>) -> Self {
+        SweepState {
+            endpoint: Arc::downgrade(ep),
+            successes: 0,
+            failures: 0,
+            clean_since: None,
+        }
+    }
+
+    /// The state of `ep`, fresh when it is new or was replaced by discovery
+    /// (fresh counters, fresh baseline).
+    fn of<'a>(
+        state: &'a mut HashMap<Arc<str>, SweepState>,
+        ep: &Arc<LiveEndpoint>,
+    ) -> &'a mut SweepState {
+        let st = state
+            .entry(Arc::clone(&ep.endpoint().id))
+            .or_insert_with(|| SweepState::new(ep));
+        if !std::ptr::eq(st.endpoint.as_ptr(), Arc::as_ptr(ep)) {
+            *st = SweepState::new(ep);
+        }
+        st
+    }
 }
 
 /// Why an endpoint is being ejected (for logs).
@@ -335,71 +362,78 @@ impl OutlierDetector {
                 if ep.clear_expired_ejection(now) {
                     unejected.push(Arc::clone(ep));
                 }
-                let counters = ep.counters();
-                let successes = counters.successes.load(Relaxed);
-                let failures = counters.failures.load(Relaxed);
-                let st = state
-                    .entry(Arc::clone(&ep.endpoint().id))
-                    .or_insert_with(|| SweepState {
-                        endpoint: Arc::downgrade(ep),
-                        successes: 0,
-                        failures: 0,
-                        clean_since: None,
-                    });
-                if !std::ptr::eq(st.endpoint.as_ptr(), Arc::as_ptr(ep)) {
-                    // Replaced by discovery: fresh counters, fresh baseline.
-                    *st = SweepState {
-                        endpoint: Arc::downgrade(ep),
-                        successes: 0,
-                        failures: 0,
-                        clean_since: None,
-                    };
+                let st = SweepState::of(&mut state, ep);
+                if let Some((failures, total)) = self.failure_rate_outlier(st, ep, now) {
+                    candidates.push((Arc::clone(ep), failures, total));
                 }
-                let ds = successes.saturating_sub(st.successes);
-                let df = failures.saturating_sub(st.failures);
-                st.successes = successes;
-                st.failures = failures;
-                if let Some(rate) = self.config.failure_rate {
-                    let total = ds + df;
-                    if self.config.enabled
-                        && total >= self.config.failure_rate_min_requests
-                        && df as f64 >= rate * total as f64
-                        && !ep.is_ejected(now)
-                    {
-                        candidates.push((Arc::clone(ep), df, total));
-                    }
-                }
-                if ep.is_ejected(now) || !ep.health().is_usable() {
-                    st.clean_since = None;
-                } else {
-                    let since = *st.clean_since.get_or_insert(now);
-                    if ep.ejection_count() > 0 && now.saturating_sub(since) >= self.max_ns {
-                        tracing::debug!(
-                            source = %self.events.source(), endpoint = %ep.id(),
-                            "resetting the ejection count after a long healthy stretch"
-                        );
-                        ep.reset_ejection_count();
-                    }
-                }
+                self.track_clean_stretch(st, ep, now);
             }
         }
         for ep in unejected {
-            let id = &ep.endpoint().id;
-            tracing::info!(source = %self.events.source(), endpoint = %id, "ejection ended");
-            self.events.emit(EventKind::Unejected {
-                endpoint: Arc::clone(id),
-            });
-            if ep.health().is_usable() {
-                ep.counters().recoveries.fetch_add(1, Relaxed);
-                self.events.emit(EventKind::Recovered {
-                    endpoint: Arc::clone(id),
-                });
-            }
+            self.report_unejected(&ep);
         }
         for (ep, failures, total) in candidates {
             self.try_eject(&ep, now, Reason::Rate { failures, total });
         }
         refresh_panic(&self.set, &self.events, self.config.panic_threshold, now);
+    }
+
+    /// Moves `st` to the endpoint's current counters; returns the failures
+    /// and calls since the last sweep when their rate makes the endpoint an
+    /// outlier to eject.
+    fn failure_rate_outlier(
+        &self,
+        st: &mut SweepState,
+        ep: &LiveEndpoint,
+        now: u64,
+    ) -> Option<(u64, u64)> {
+        let counters = ep.counters();
+        let successes = counters.successes.load(Relaxed);
+        let failures = counters.failures.load(Relaxed);
+        let ds = successes.saturating_sub(st.successes);
+        let df = failures.saturating_sub(st.failures);
+        st.successes = successes;
+        st.failures = failures;
+        let rate = self.config.failure_rate?;
+        let total = ds + df;
+        (self.config.enabled
+            && total >= self.config.failure_rate_min_requests
+            && df as f64 >= rate * total as f64
+            && !ep.is_ejected(now))
+        .then_some((df, total))
+    }
+
+    /// Resets the ejection count of an endpoint that has stayed un-ejected
+    /// and usable for `max_ejection`.
+    fn track_clean_stretch(&self, st: &mut SweepState, ep: &LiveEndpoint, now: u64) {
+        if ep.is_ejected(now) || !ep.health().is_usable() {
+            st.clean_since = None;
+            return;
+        }
+        let since = *st.clean_since.get_or_insert(now);
+        if ep.ejection_count() > 0 && now.saturating_sub(since) >= self.max_ns {
+            tracing::debug!(
+                source = %self.events.source(), endpoint = %ep.id(),
+                "resetting the ejection count after a long healthy stretch"
+            );
+            ep.reset_ejection_count();
+        }
+    }
+
+    /// Reports an ejection that ended, and a recovery when the endpoint's
+    /// health is usable.
+    fn report_unejected(&self, ep: &LiveEndpoint) {
+        let id = &ep.endpoint().id;
+        tracing::info!(source = %self.events.source(), endpoint = %id, "ejection ended");
+        self.events.emit(EventKind::Unejected {
+            endpoint: Arc::clone(id),
+        });
+        if ep.health().is_usable() {
+            ep.counters().recoveries.fetch_add(1, Relaxed);
+            self.events.emit(EventKind::Recovered {
+                endpoint: Arc::clone(id),
+            });
+        }
     }
 
     /// Starts the background loop running [`OutlierDetector::sweep`] every
