@@ -1,7 +1,11 @@
 //! The endpoint-failover core: endpoints, their live state, strategies,
-//! health checking, circuit breaking, retries and the executor that ties them
-//! together. It knows nothing of Postgres, Redis or HTTP; the pools and the
-//! HTTP client are built on it.
+//! health checking, circuit breaking, retries, the [`Discovery`] trait that
+//! keeps an endpoint list current (its providers live in
+//! [`crate::discovery`]), and the executor that ties them together. It knows
+//! nothing of Postgres, Redis or HTTP; the pools and the HTTP client are
+//! built on it.
+//!
+//! [`Discovery`]: discovery::Discovery
 
 pub mod breaker;
 pub mod clock;
