@@ -1,7 +1,7 @@
-//! Serde configuration in the shape of the Go seed's YAML (`failover:
-//! providers: {consul, kubernetes, static}` each with `health_check` and
-//! `failover` sections), validated into typed errors and turned into a
-//! [`Failover`] builder. Durations are written as `"10s"`, `"250ms"`.
+//! Serde configuration of endpoint providers (`failover: providers:
+//! {consul, kubernetes, static}`, each with `health_check` and `failover`
+//! sections), validated into typed errors and turned into a [`Failover`]
+//! builder. Durations are written as `"10s"`, `"250ms"`.
 //!
 //! ```
 //! use failover_pool::config::{FailoverConfig, expand_env};
@@ -21,23 +21,25 @@
 //! ```
 //!
 //! The parsing is format-agnostic (anything serde reads); the examples use
-//! YAML. `consul` and `kubernetes` sections are parsed and validated here;
-//! the providers that use them live behind the `consul` and `kubernetes`
-//! features.
+//! YAML. `consul` and `kubernetes` sections are parsed and validated here,
+//! but no provider reads them yet: only the `static` provider builds a
+//! [`Failover`] ([`StaticProviderConfig::builder`]).
 
 use crate::core::breaker::BreakerConfig;
 use crate::core::executor::{Failover, FailoverBuilder};
 use crate::core::health::{HealthCheckConfig, OutlierConfig, TcpCheck};
+use crate::core::redact::{MASK, redact_url};
 use crate::core::retry::{Backoff, RetryPolicy};
 use crate::core::strategy::StrategyKind;
 use crate::discovery::StaticDiscovery;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
+use std::fmt;
 use std::time::Duration;
 
-/// Replaces `${NAME}` (and `${NAME:-default}`) with environment variables, as
-/// the seed's configs expect (`token: "${CONSUL_TOKEN}"`). A variable that is
-/// unset and has no default is an error naming it.
+/// Replaces `${NAME}` (and `${NAME:-default}`) with environment variables,
+/// so secrets can stay out of the file (`token: "${CONSUL_TOKEN}"`). A
+/// variable that is unset and has no default is an error naming it.
 pub fn expand_env(text: &str) -> Result<String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -236,7 +238,10 @@ impl FailoverSection {
 }
 
 /// The `static` provider.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Its `Debug` output masks the credentials in endpoint URLs
+/// ([`redact_url`]).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StaticProviderConfig {
     /// Whether the provider is used.
@@ -260,6 +265,19 @@ impl Default for StaticProviderConfig {
             health_check: HealthCheckSection::default(),
             failover: FailoverSection::default(),
         }
+    }
+}
+
+impl fmt::Debug for StaticProviderConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let endpoints: Vec<_> = self.endpoints.iter().map(|u| redact_url(u)).collect();
+        f.debug_struct("StaticProviderConfig")
+            .field("enabled", &self.enabled)
+            .field("service_name", &self.service_name)
+            .field("endpoints", &endpoints)
+            .field("health_check", &self.health_check)
+            .field("failover", &self.failover)
+            .finish()
     }
 }
 
@@ -298,7 +316,10 @@ impl StaticProviderConfig {
 }
 
 /// The `consul` provider.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Its `Debug` output masks the ACL token and the credentials in the
+/// address ([`redact_url`]).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ConsulProviderConfig {
     /// Whether the provider is used.
@@ -334,6 +355,22 @@ impl Default for ConsulProviderConfig {
             health_check: HealthCheckSection::default(),
             failover: FailoverSection::default(),
         }
+    }
+}
+
+impl fmt::Debug for ConsulProviderConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConsulProviderConfig")
+            .field("enabled", &self.enabled)
+            .field("address", &redact_url(&self.address))
+            .field("token", &self.token.as_ref().map(|_| MASK))
+            .field("datacenter", &self.datacenter)
+            .field("namespace", &self.namespace)
+            .field("service_name", &self.service_name)
+            .field("passing_only", &self.passing_only)
+            .field("health_check", &self.health_check)
+            .field("failover", &self.failover)
+            .finish()
     }
 }
 
@@ -426,11 +463,11 @@ impl FailoverConfig {
 mod tests {
     use super::*;
 
-    const SEED: &str = include_str!("../examples/failover.yaml");
+    const EXAMPLE: &str = include_str!("../examples/failover.yaml");
 
     #[test]
-    fn the_seed_shape_parses_and_validates() {
-        let text = expand_env(SEED).unwrap();
+    fn the_example_config_parses_and_validates() {
+        let text = expand_env(EXAMPLE).unwrap();
         let root: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
         let cfg: FailoverConfig = serde_yaml_ng::from_value(root["failover"].clone()).unwrap();
         cfg.validate().unwrap();

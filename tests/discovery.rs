@@ -392,3 +392,66 @@ fn backoff_grows_and_is_capped() {
         assert!(b.delay(n) <= b.ceiling(n));
     }
 }
+
+/// A password no output may show.
+const SECRET: &str = "pa55-Wr0rd";
+
+/// Panics when `text` shows the secret.
+fn assert_hidden(what: &str, text: &str) {
+    assert!(!text.contains(SECRET), "{what} shows the password: {text}");
+}
+
+#[test]
+fn errors_and_debug_output_never_show_a_password() {
+    // Errors naming a URL: bad port, bad scheme, no host, no default port,
+    // and user info written without a scheme.
+    let bad_urls = [
+        format!("postgres://app:{SECRET}@db-1:notaport/orders"),
+        format!("1ttp://app:{SECRET}@db-1:80"),
+        format!("postgres://app:{SECRET}@/orders"),
+        format!("tcp://app:{SECRET}@db-1"),
+        format!("app:{SECRET}@db-1:5432"),
+        format!("postgres://db-1:0/orders?password={SECRET}"),
+    ];
+    for url in &bad_urls {
+        let err = endpoint_from_url(url).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::Config);
+        assert_hidden("an endpoint_from_url error", &err.to_string());
+        assert_hidden("an endpoint_from_url error", &format!("{err:?}"));
+        assert_hidden(
+            "an endpoint_from_url error chain",
+            &failover_pool::error::chain(&err),
+        );
+        let err = StaticDiscovery::from_urls(&["http://ok-1:80", url.as_str()]).unwrap_err();
+        assert_hidden("a StaticDiscovery::from_urls error", &err.to_string());
+    }
+
+    // What a good URL with a password turns into keeps no credentials.
+    let url = format!("postgres://app:{SECRET}@db-1:5432/orders");
+    let discovery = StaticDiscovery::from_urls(&[url.as_str()]).unwrap();
+    assert_hidden("StaticDiscovery's Debug", &format!("{discovery:?}"));
+    assert_hidden(
+        "an Endpoint's Debug",
+        &format!("{:?}", discovery.endpoints()),
+    );
+
+    // Configuration: endpoint URLs, the Consul address and its ACL token.
+    let yaml = format!(
+        "providers:\n  static:\n    endpoints: [\"{url}\", \"app:{SECRET}@db-2:5432\"]\n  \
+         consul:\n    enabled: true\n    address: \"http://acl:{SECRET}@consul:8500\"\n    \
+         token: \"{SECRET}\"\n    service_name: users\n"
+    );
+    let config: failover_pool::config::FailoverConfig = serde_yaml_ng::from_str(&yaml).unwrap();
+    let consul = config.providers.consul.as_ref().unwrap();
+    assert_eq!(consul.token.as_deref(), Some(SECRET));
+    assert_hidden("ConsulProviderConfig's Debug", &format!("{consul:?}"));
+    assert!(format!("{consul:?}").contains("token: Some(\"***\")"));
+    let static_list = config.providers.static_list.as_ref().unwrap();
+    assert_hidden("StaticProviderConfig's Debug", &format!("{static_list:?}"));
+    assert_hidden("FailoverConfig's Debug", &format!("{config:?}"));
+    assert_hidden("FailoverConfig's pretty Debug", &format!("{config:#?}"));
+    let err = config.validate().unwrap_err();
+    assert_hidden("a FailoverConfig::validate error", &err.to_string());
+    let err = static_list.builder().unwrap_err();
+    assert_hidden("a StaticProviderConfig::builder error", &err.to_string());
+}

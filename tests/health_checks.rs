@@ -346,4 +346,26 @@ mod http {
         task.shutdown().await;
         stop(server).await;
     }
+
+    #[tokio::test]
+    async fn http_check_errors_mask_a_token_in_the_path() {
+        const SECRET: &str = "t0ken-S3cret";
+        // A port nothing listens on: the request fails and its error names the URL.
+        let port = listen("127.0.0.1:0".parse().unwrap())
+            .local_addr()
+            .unwrap()
+            .port();
+        let set = set_with(Endpoint::new("api-1", "127.0.0.1", port));
+        let config = HealthCheckConfig {
+            timeout: Duration::from_secs(5),
+            ..HealthCheckConfig::default()
+        };
+        let check = HttpCheck::new().path(format!("/health?token={SECRET}"));
+        let (hc, _rx) = checker(&set, Arc::new(check), config);
+        let report = hc.check_report("api-1").await.unwrap();
+        let err = report.outcome.unwrap_err();
+        let shown = format!("{} | {err:?}", failover_pool::error::chain(&err));
+        assert!(shown.contains("token=***"), "{shown}");
+        assert!(!shown.contains(SECRET), "{shown}");
+    }
 }

@@ -23,13 +23,9 @@
 //! | `failover_health_checks_total` | counter | manager, endpoint, result (`pass`/`fail`) | active checks |
 //! | `failover_health_check_duration_seconds` | histogram | manager, endpoint | active check latency |
 //! | `failover_panic_mode` | gauge | manager | 1 while panic routing is on |
-//! | `failover_pool_failovers_total` | counter | manager | writer changes seen by a pool (the first discovery included; completed failovers are in `PoolStats::failovers`) |
-//! | `failover_pool_promotions_total` | counter | manager, node | promotions performed by the pool |
-//! | `failover_pool_fenced_total` | counter | manager, node | nodes fenced (split brain, stale primary) |
-//! | `failover_pool_split_brain_total` | counter | manager | split brains detected |
-//! | `failover_pool_writer_wait_seconds` | histogram | manager | time callers waited for a writer |
-//! | `failover_pool_epoch` | gauge | manager | topology epoch |
-//! | `failover_pool_node_up` | gauge | manager, node | 1 while the node answers probes |
+//!
+//! Pools record their own metrics (`failover_pool_*`), listed in
+//! `failover_pool::pool::names`.
 
 use crate::core::breaker::BreakerState;
 use crate::core::endpoint::{Health, Role};
@@ -66,20 +62,6 @@ pub mod names {
     pub const HEALTH_CHECK_DURATION_SECONDS: &str = "failover_health_check_duration_seconds";
     /// Panic routing gauge.
     pub const PANIC_MODE: &str = "failover_panic_mode";
-    /// Writer changes seen by a pool.
-    pub const POOL_FAILOVERS_TOTAL: &str = "failover_pool_failovers_total";
-    /// Promotions performed by a pool.
-    pub const POOL_PROMOTIONS_TOTAL: &str = "failover_pool_promotions_total";
-    /// Nodes fenced.
-    pub const POOL_FENCED_TOTAL: &str = "failover_pool_fenced_total";
-    /// Split brains detected.
-    pub const POOL_SPLIT_BRAIN_TOTAL: &str = "failover_pool_split_brain_total";
-    /// Time callers waited for a writer.
-    pub const POOL_WRITER_WAIT_SECONDS: &str = "failover_pool_writer_wait_seconds";
-    /// Topology epoch.
-    pub const POOL_EPOCH: &str = "failover_pool_epoch";
-    /// Node reachability gauge.
-    pub const POOL_NODE_UP: &str = "failover_pool_node_up";
 }
 
 /// Something that happened, with when it happened.

@@ -7,7 +7,8 @@
 //!
 //! What is hidden:
 //! - the password of a URL's user info: `postgres://app:s3cret@db/app` →
-//!   `postgres://app:***@db/app` (the user name stays: it helps debugging);
+//!   `postgres://app:***@db/app` (the user name stays: it helps debugging),
+//!   also when the scheme is missing (`app:s3cret@db` → `app:***@db`);
 //! - the value of query parameters and `key=value` pairs that carry secrets
 //!   (`password`, `pass`, `pwd`, `passwd`, `sslpassword`, `token`, `secret`,
 //!   `auth`, `access_token`, `api_key`, `apikey`), as in libpq's
@@ -54,22 +55,18 @@ fn is_secret_key(key: &str) -> bool {
 pub fn redact_url(url: &str) -> Cow<'_, str> {
     let mut out: Option<String> = None;
     let mut rest_start = 0;
-    // User info: between "://" and the last '@' before the path.
-    if let Some(scheme_end) = url.find("://") {
-        let auth_start = scheme_end + 3;
-        let authority_end = url[auth_start..]
-            .find(['/', '?', '#'])
-            .map_or(url.len(), |i| auth_start + i);
-        if let Some(at) = url[auth_start..authority_end].rfind('@') {
-            let userinfo = &url[auth_start..auth_start + at];
-            if let Some(colon) = userinfo.find(':') {
-                let mut s = String::with_capacity(url.len());
-                s.push_str(&url[..auth_start + colon + 1]);
-                s.push_str(MASK);
-                s.push_str(&url[auth_start + at..authority_end]);
-                out = Some(s);
-                rest_start = authority_end;
-            }
+    // User info: between the authority's start and the last '@' before the path.
+    if let Some((auth_start, authority_end)) = authority(url)
+        && let Some(at) = url[auth_start..authority_end].rfind('@')
+    {
+        let userinfo = &url[auth_start..auth_start + at];
+        if let Some(colon) = userinfo.find(':') {
+            let mut s = String::with_capacity(url.len());
+            s.push_str(&url[..auth_start + colon + 1]);
+            s.push_str(MASK);
+            s.push_str(&url[auth_start + at..authority_end]);
+            out = Some(s);
+            rest_start = authority_end;
         }
     }
     // Secret parameters: `k=v` separated by '&', ';', '?', '#' or whitespace.
@@ -132,6 +129,28 @@ pub fn redact_url(url: &str) -> Cow<'_, str> {
         (Some(mut head), false) => {
             head.push_str(rest);
             Cow::Owned(head)
+        }
+    }
+}
+
+/// Where the authority (`[user[:password]@]host[:port]`) of `url` starts and
+/// ends: after `scheme://` up to the path, query or fragment; or, when there
+/// is no scheme (`app:s3cret@db:5432`), the first word, unless it is a
+/// libpq-style `key=value` pair.
+fn authority(url: &str) -> Option<(usize, usize)> {
+    match url.find("://") {
+        Some(scheme_end) => {
+            let start = scheme_end + 3;
+            let end = url[start..]
+                .find(['/', '?', '#'])
+                .map_or(url.len(), |i| start + i);
+            Some((start, end))
+        }
+        None => {
+            let end = url
+                .find(|c: char| matches!(c, '/' | '?' | '#') || c.is_whitespace())
+                .unwrap_or(url.len());
+            (!url[..end].contains('=')).then_some((0, end))
         }
     }
 }
@@ -216,6 +235,11 @@ mod tests {
             ),
             ("http://u:pw@h/?token=abc#x", "http://u:***@h/?token=***#x"),
             ("päss://ü:pw@h", "päss://ü:***@h"),
+            ("u:pw@h:5432/db", "u:***@h:5432/db"),
+            ("u:pw@h", "u:***@h"),
+            ("h:5432", "h:5432"),
+            ("u@h", "u@h"),
+            ("password=pw host=h", "password=*** host=h"),
             ("", ""),
         ];
         for (input, want) in cases {

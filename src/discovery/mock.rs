@@ -1,8 +1,8 @@
 //! [`MockDiscovery`]: a discovery your tests drive through a
 //! [`MockDiscoveryHandle`] (add, remove, replace, fail, change health).
 
+use crate::core::discovery::{Discovery, DiscoveryChange, DiscoveryFuture};
 use crate::core::endpoint::{Endpoint, Health};
-use crate::discovery::{Discovery, DiscoveryChange, DiscoveryFuture};
 use crate::error::{Error, ErrorClass};
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::mpsc;
@@ -141,7 +141,7 @@ impl MockDiscoveryHandle {
 
     /// Reports endpoint `id` with `health` as its discovered health (an
     /// [`DiscoveryChange::Upsert`], like Consul reporting a check status).
-    /// Applied through [`apply_change`](crate::discovery::apply_change), a
+    /// Applied through [`apply_change`](crate::core::discovery::apply_change), a
     /// changed, known health becomes the endpoint's live health. Returns
     /// false (and sends nothing) when the handle has not reported `id`.
     pub fn set_health(&self, id: &str, health: Health) -> bool {

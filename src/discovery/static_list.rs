@@ -1,8 +1,9 @@
 //! [`StaticDiscovery`]: a fixed list of endpoints, from [`Endpoint`]s or from
 //! URLs such as `http://user-service-1:8080`.
 
+use crate::core::discovery::{Discovery, DiscoveryChange, DiscoveryFuture};
 use crate::core::endpoint::Endpoint;
-use crate::discovery::{Discovery, DiscoveryChange, DiscoveryFuture};
+use crate::core::redact::redact_url;
 use crate::error::Error;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering::AcqRel};
@@ -111,36 +112,62 @@ pub fn default_port(scheme: &str) -> Option<u16> {
 /// ```
 ///
 /// # Errors
-/// [`Error::Config`] naming the URL when it has no scheme, no host, a port
-/// that is not a number between 1 and 65535, or no port and a scheme without
-/// a default port.
+/// [`Error::Config`] naming the URL (its password masked, see
+/// [`redact_url`]) when it has no scheme, no host, a port that is not a
+/// number between 1 and 65535, or no port and a scheme without a default
+/// port.
 pub fn endpoint_from_url(url: &str) -> Result<Endpoint, Error> {
-    let bad = |why: &str| Error::Config(format!("invalid endpoint URL `{url}`: {why}"));
-    let trimmed = url.trim();
-    let (scheme, rest) = trimmed
+    parse_endpoint_url(url.trim())
+        .map_err(|why| Error::Config(format!("invalid endpoint URL `{}`: {why}", redact_url(url))))
+}
+
+/// The endpoint `url` names, or why it names none.
+fn parse_endpoint_url(url: &str) -> Result<Endpoint, String> {
+    let (scheme, rest) = split_scheme(url)?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host_port)| host_port);
+    let (host, port) = split_host_port(host_port)?;
+    let port = match port {
+        Some(p) => parse_port(p)?,
+        None => default_port(&scheme)
+            .ok_or_else(|| format!("no port given and scheme `{scheme}` has no default port"))?,
+    };
+    let mut endpoint = Endpoint::new("", host, port).with_protocol(scheme);
+    let id: std::sync::Arc<str> = endpoint.authority().into();
+    endpoint.name = id.to_string();
+    endpoint.id = id;
+    Ok(endpoint)
+}
+
+/// The lowercased scheme and what follows `://`.
+fn split_scheme(url: &str) -> Result<(String, &str), String> {
+    let (scheme, rest) = url
         .split_once("://")
-        .ok_or_else(|| bad("expected scheme://host[:port], e.g. http://user-service-1:8080"))?;
+        .ok_or("expected scheme://host[:port], e.g. http://user-service-1:8080")?;
     let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
         && scheme
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
     if !scheme_ok {
-        return Err(bad("invalid scheme"));
+        return Err("invalid scheme".into());
     }
-    let scheme = scheme.to_ascii_lowercase();
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host_port = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host_port)| host_port);
+    Ok((scheme.to_ascii_lowercase(), rest))
+}
+
+/// The host (without IPv6 brackets) and the port text, if any, of
+/// `host[:port]` or `[v6addr][:port]`.
+fn split_host_port(host_port: &str) -> Result<(&str, Option<&str>), String> {
     let (host, port) = if let Some(inner) = host_port.strip_prefix('[') {
         let (host, after) = inner
             .split_once(']')
-            .ok_or_else(|| bad("unclosed `[` in an IPv6 address"))?;
+            .ok_or("unclosed `[` in an IPv6 address")?;
         let port = match after {
             "" => None,
             p => Some(
                 p.strip_prefix(':')
-                    .ok_or_else(|| bad("unexpected text after the IPv6 address"))?,
+                    .ok_or("unexpected text after the IPv6 address")?,
             ),
         };
         (host, port)
@@ -151,27 +178,18 @@ pub fn endpoint_from_url(url: &str) -> Result<Endpoint, Error> {
         }
     };
     if host.is_empty() {
-        return Err(bad("no host"));
+        return Err("no host".into());
     }
     if !host_port.starts_with('[') && host.contains(':') {
-        return Err(bad(
-            "IPv6 addresses must be written in brackets, e.g. [::1]:8080",
-        ));
+        return Err("IPv6 addresses must be written in brackets, e.g. [::1]:8080".into());
     }
-    let port = match port {
-        Some(p) => match p.parse::<u16>() {
-            Ok(0) | Err(_) => return Err(bad("the port must be a number between 1 and 65535")),
-            Ok(p) => p,
-        },
-        None => default_port(&scheme).ok_or_else(|| {
-            bad(&format!(
-                "no port given and scheme `{scheme}` has no default port"
-            ))
-        })?,
-    };
-    let mut endpoint = Endpoint::new("", host, port).with_protocol(scheme);
-    let id: std::sync::Arc<str> = endpoint.authority().into();
-    endpoint.name = id.to_string();
-    endpoint.id = id;
-    Ok(endpoint)
+    Ok((host, port))
+}
+
+/// A port number between 1 and 65535.
+fn parse_port(port: &str) -> Result<u16, String> {
+    match port.parse::<u16>() {
+        Ok(0) | Err(_) => Err("the port must be a number between 1 and 65535".into()),
+        Ok(p) => Ok(p),
+    }
 }

@@ -9,6 +9,18 @@ use std::time::Duration;
 /// Metric names recorded by a [`FailoverPool`](crate::pool::FailoverPool).
 /// Every metric carries a `manager` label (the pool's name); per-node
 /// metrics also a `node` label.
+///
+/// | name | kind | labels | meaning |
+/// |---|---|---|---|
+/// | `failover_pool_writer_changes_total` | counter | manager | the writer changed (first discovery and switchovers included) |
+/// | `failover_pool_failovers_total` | counter | manager | failovers completed: writer lost, then found |
+/// | `failover_pool_promotions_total` | counter | manager, node | promotions this pool performed |
+/// | `failover_pool_fenced_total` | counter | manager, node | nodes fenced (split brain, stale primary) |
+/// | `failover_pool_split_brain_total` | counter | manager | split brains detected |
+/// | `failover_pool_acquire_wait_seconds` | histogram | manager, route | how long callers that had to wait for a node waited |
+/// | `failover_pool_epoch` | gauge | manager | topology epoch |
+/// | `failover_pool_node_up` | gauge | manager, node | 1 while the node answers probes |
+/// | `failover_pool_nodes` | gauge | manager | nodes in the pool |
 pub mod names {
     /// Counter: the writer changed to another node (including the first
     /// discovery of a writer and a planned switchover).
