@@ -4,13 +4,15 @@
 //! failure, topology sources, and credentials that never get printed.
 
 use failover_pool::ErrorCode;
+use failover_pool::core::Endpoint;
 use failover_pool::core::Role::{self, Primary, Replica};
 use failover_pool::core::events::{Event, EventKind};
+use failover_pool::discovery::MockDiscovery;
 use failover_pool::error::chain;
 use failover_pool::pool::mock::{MockBackend, MockCluster, MockHealth};
 use failover_pool::pool::{
-    FailoverPool, ManualTopology, NodeSpec, PoolConfig, Pooled, PromotionPolicy, ReadPreference,
-    Route, Topology, TopologyHandle, TopologyView,
+    DiscoveredTopology, FailoverPool, ManualTopology, NodeSpec, PoolConfig, Pooled,
+    PromotionPolicy, ReadPreference, Route, Topology, TopologyHandle, TopologyView,
 };
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
@@ -692,4 +694,50 @@ async fn passwords_are_never_printed() {
         }
         assert_eq!(err2.code(), ErrorCode::Config);
     }
+}
+
+/// A pool fed by an endpoint discovery: nodes follow the discovered list,
+/// and the endpoint discovery marks primary is the named writer.
+#[tokio::test(start_paused = true)]
+async fn discovery_feeds_the_node_set_and_names_the_writer() {
+    let cluster = cluster_of(ABC);
+    let endpoint = |id: &str, role| Endpoint::new(id, "mock", 1).with_role(role);
+    let (discovery, handle) =
+        MockDiscovery::new(vec![endpoint("a", Primary), endpoint("b", Replica)]);
+    let source = DiscoveredTopology::new(discovery, |ep| format!("mock://{}", ep.id));
+    let config = config(PromotionPolicy::External);
+    let backend = MockBackend::new(&cluster, &config);
+    let pool = FailoverPool::with_source(backend, source, config)
+        .await
+        .expect("pool");
+    assert_eq!(write_once(&pool).await, "a");
+    assert_eq!(pool.topology().claimed_writer.as_deref(), Some("a"));
+    handle.add(endpoint("c", Replica));
+    wait_until("c probed as a reader", || {
+        let t = pool.topology();
+        t.index_of("c").is_some_and(|i| t.readers.contains(&i))
+    })
+    .await;
+    // The orchestrator moves the writer to b; b still reports replica, so
+    // writes wait, and a gets none meanwhile.
+    handle.replace(vec![
+        endpoint("a", Replica),
+        endpoint("b", Primary),
+        endpoint("c", Replica),
+    ]);
+    wait_writer(&pool, None).await;
+    let before = cluster.writes("a");
+    let call = spawn_get(&pool, Route::Writer);
+    sleep(ms(500)).await;
+    assert!(
+        !call.is_finished(),
+        "a write was routed before b reported primary"
+    );
+    cluster.set_role("b", Primary, 2);
+    cluster.set_role("a", Replica, 2);
+    assert_eq!(call.await.unwrap().expect("served"), "b");
+    assert_eq!(cluster.writes("a"), before);
+    handle.remove("a");
+    wait_until("a removed", || pool.topology().node("a").is_none()).await;
+    assert_eq!(write_once(&pool).await, "b");
 }

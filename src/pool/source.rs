@@ -13,9 +13,11 @@
 //! primaries get none while it is named, and fencing still applies. Nodes a
 //! source adds get traffic only after their first successful probe.
 //!
-//! Built in: [`StaticTopology`] (the configured list, the default) and
+//! Built in: [`StaticTopology`] (the configured list, the default),
 //! [`ManualTopology`] (driven through a [`TopologyHandle`]: your own
-//! orchestrator integration, or a test's script).
+//! orchestrator integration, or a test's script) and
+//! [`DiscoveredTopology`](crate::pool::DiscoveredTopology) (any endpoint
+//! `Discovery`).
 
 use crate::core::events::EventKind;
 use crate::error::{Error, Result};
