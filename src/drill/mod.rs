@@ -44,6 +44,7 @@ pub mod process;
 pub mod proxy;
 pub mod report;
 pub mod run;
+pub mod scenario;
 pub mod svg;
 pub mod workload;
 
@@ -51,9 +52,9 @@ pub use pg::{LocalPgCluster, PgClusterOptions, PgLsn, PgNode, PgRole};
 pub use process::{ProcessGroup, ServerUser};
 pub use proxy::{FaultProxy, ProxyMode};
 pub use report::DrillReport;
-pub use run::{DrillError, DrillOptions, Fault, Progress, Promotion, run_drill};
+pub use run::{DrillError, DrillOptions, Progress, run_drill};
+pub use scenario::{DrillBackend, Fault, Promotion};
 pub use svg::render_svg;
-pub use workload::DrillBackend;
 
 /// Errors from starting, controlling or querying a local drill cluster.
 #[derive(Debug, thiserror::Error)]

@@ -41,8 +41,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::run::{Fault, Promotion};
-use super::workload::{DrillBackend, ReadRecord, WriteRecord};
+use super::scenario::{DrillBackend, Fault, Promotion};
+use super::workload::{ReadRecord, WriteRecord};
 
 /// Width of a [`TimelineBucket`].
 pub const BUCKET: Duration = Duration::from_millis(100);

@@ -34,11 +34,13 @@ use tokio::time::Instant;
 
 use super::proxy::{FaultProxy, ProxyMode};
 use super::report::{DrillReport, ReportInput, TimelineEvent};
+use super::scenario::DrillBackend;
+pub use super::scenario::{DrillReadPreference, Fault, Promotion};
 use super::svg::render_svg;
-use super::workload::{ALL_IDS_SQL, DrillBackend, DrillPool, TABLE_SQL, Workload, WorkloadConfig};
+use super::workload::{ALL_IDS_SQL, DrillPool, TABLE_SQL, Workload, WorkloadConfig};
 use super::{ClusterError, LocalPgCluster, PgClusterOptions};
 use crate::core::events::{Event, EventKind};
-use crate::pool::{PoolConfig, PromotionPolicy, ReadPreference};
+use crate::pool::{PoolConfig, PromotionPolicy};
 
 /// Largest replication lag a standby may have to be promoted automatically.
 const MAX_LAG_BYTES: u64 = 64 * 1024 * 1024;
@@ -53,102 +55,6 @@ const SETTLE: Duration = Duration::from_secs(1);
 /// Most worker tasks a drill may run (each may hold a connection per node;
 /// the drill's servers allow 60).
 const MAX_WORKERS: usize = 48;
-
-/// The fault injected into the primary.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, clap::ValueEnum,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Fault {
-    /// SIGKILL the primary (and its backends): connections reset, new ones refused.
-    #[default]
-    Crash,
-    /// SIGSTOP the primary for the rest of the drill (a hang); thawed at the end.
-    Freeze,
-    /// Partition: the primary's proxy swallows all traffic; the server keeps running.
-    Blackhole,
-    /// Fast shutdown of the primary (SIGINT), as for planned maintenance.
-    Graceful,
-    /// Kill the primary and restart it after half the confirmation window: no promotion should happen.
-    Flap,
-}
-
-impl Fault {
-    /// The name used on the command line and in reports.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Fault::Crash => "crash",
-            Fault::Freeze => "freeze",
-            Fault::Blackhole => "blackhole",
-            Fault::Graceful => "graceful",
-            Fault::Flap => "flap",
-        }
-    }
-}
-
-/// Who promotes the standby.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, clap::ValueEnum,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Promotion {
-    /// The pool itself (PromotionPolicy::Automatic with the confirmation window).
-    #[default]
-    Automatic,
-    /// An orchestrator (played by the drill) promotes; the pool follows (PromotionPolicy::External).
-    External,
-}
-
-impl Promotion {
-    /// The name used on the command line and in reports.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Promotion::Automatic => "automatic",
-            Promotion::External => "external",
-        }
-    }
-}
-
-/// The readers' read preference (a [`ReadPreference`] usable on the
-/// command line).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, clap::ValueEnum,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum DrillReadPreference {
-    /// Always the writer.
-    Primary,
-    /// A replica within the lag bounds, else the writer.
-    #[default]
-    PreferReplica,
-    /// Only replicas.
-    Replica,
-    /// The node with the lowest probe round trip.
-    Nearest,
-}
-
-impl From<DrillReadPreference> for ReadPreference {
-    fn from(p: DrillReadPreference) -> ReadPreference {
-        match p {
-            DrillReadPreference::Primary => ReadPreference::Primary,
-            DrillReadPreference::PreferReplica => ReadPreference::PreferReplica,
-            DrillReadPreference::Replica => ReadPreference::Replica,
-            DrillReadPreference::Nearest => ReadPreference::Nearest,
-        }
-    }
-}
-
-impl DrillReadPreference {
-    /// The name used in reports.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            DrillReadPreference::Primary => "primary",
-            DrillReadPreference::PreferReplica => "prefer_replica",
-            DrillReadPreference::Replica => "replica",
-            DrillReadPreference::Nearest => "nearest",
-        }
-    }
-}
 
 /// Settings of a drill. `Default` gives the documented defaults; check
 /// them with [`validate`](Self::validate) ([`run_drill`] does).
