@@ -21,8 +21,9 @@ pub enum PgRole {
     },
 }
 
-/// Options for [`LocalPgCluster::start`]. Construct with
-/// [`PgClusterOptions::new`] (or `default()`) and the builder methods.
+/// Options for [`LocalPgCluster::start`](super::LocalPgCluster::start).
+/// Construct with [`PgClusterOptions::new`] (or `default()`) and the
+/// builder methods.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct PgClusterOptions {
@@ -50,8 +51,8 @@ pub struct PgClusterOptions {
     /// `pg_basebackup` and `pg_rewind`.
     pub startup_timeout: Duration,
     /// Client-side limit for the SQL helpers such as
-    /// [`LocalPgCluster::exec`] (default 10 s), so that a frozen node makes
-    /// them fail instead of hang.
+    /// [`LocalPgCluster::exec`](super::LocalPgCluster::exec) (default
+    /// 10 s), so that a frozen node makes them fail instead of hang.
     pub query_timeout: Duration,
     /// Extra `postgresql.conf` settings for every node, as (name, value);
     /// values are quoted as needed.
@@ -128,7 +129,7 @@ impl PgClusterOptions {
     }
 }
 
-/// A snapshot of one node of a [`LocalPgCluster`].
+/// A snapshot of one node of a [`LocalPgCluster`](super::LocalPgCluster).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PgNode {
@@ -147,7 +148,8 @@ pub struct PgNode {
     pub role: PgRole,
     /// Whether its server process is running (possibly frozen).
     pub running: bool,
-    /// Whether it is frozen by [`LocalPgCluster::freeze`].
+    /// Whether it is frozen by
+    /// [`LocalPgCluster::freeze`](super::LocalPgCluster::freeze).
     pub frozen: bool,
     /// The postmaster's process id while running.
     pub pid: Option<u32>,
