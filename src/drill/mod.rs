@@ -16,6 +16,20 @@
 //! * [`process`] holds the lower-level helpers: locating the server binaries,
 //!   picking free ports, running commands as the server user and signalling
 //!   a postmaster together with all of its children.
+//! * [`FaultProxy`] ([`proxy`]) cuts, slows or resets the network path to
+//!   one node.
+//! * [`run_drill`] ([`run`]) runs a whole drill: a [`workload`] through a
+//!   failover pool, a [`Fault`] injected into the primary, the data checked
+//!   afterwards; the outcome is a [`DrillReport`] ([`report`]), shown as
+//!   text, JSON or an SVG chart ([`svg`]). The settings a drill is described
+//!   by ([`Fault`], [`Promotion`], [`DrillBackend`], ...) are in
+//!   [`scenario`].
+//!
+//! Inside this module dependencies point one way: [`run`] uses everything
+//! else; [`svg`] uses [`report`], which uses [`workload`] and
+//! [`scenario`]; [`workload`] uses [`scenario`]; [`pg`] uses [`process`];
+//! [`scenario`] and [`proxy`] use nothing else here ([`ClusterError`],
+//! defined here, is the error of [`pg`] and [`process`]).
 //!
 //! Every cluster is torn down when its [`LocalPgCluster`] is dropped, even
 //! when a test panics. If the owning process dies without running

@@ -70,11 +70,6 @@ impl LocalPgCluster {
         &self.root
     }
 
-    /// The server binaries in use.
-    pub fn bin_dir(&self) -> &Path {
-        &self.bin_dir
-    }
-
     /// Number of nodes (primary plus standbys).
     pub fn len(&self) -> usize {
         self.lock().nodes.len()

@@ -46,7 +46,7 @@ impl LocalPgCluster {
     /// [`ClusterError::NoSuchNode`], [`ClusterError::InvalidState`] when it
     /// is not running, [`ClusterError::Signal`].
     pub fn freeze(&self, index: usize) -> Result<(), ClusterError> {
-        self.signal_node(index, Signal::SIGSTOP, "freeze", Some(true))
+        self.signal_node(index, Signal::SIGSTOP, "freeze", true)
     }
 
     /// Undoes [`freeze`](Self::freeze): `SIGCONT` to the postmaster and its
@@ -56,25 +56,17 @@ impl LocalPgCluster {
     ///
     /// As for [`freeze`](Self::freeze).
     pub fn thaw(&self, index: usize) -> Result<(), ClusterError> {
-        self.signal_node(index, Signal::SIGCONT, "thaw", Some(false))
+        self.signal_node(index, Signal::SIGCONT, "thaw", false)
     }
 
-    /// Sends an arbitrary `signal` to node `index`'s postmaster and all of
-    /// its children (see [`ProcessGroup::signal_tree`]).
-    ///
-    /// # Errors
-    ///
-    /// As for [`freeze`](Self::freeze).
-    pub fn signal(&self, index: usize, signal: Signal) -> Result<(), ClusterError> {
-        self.signal_node(index, signal, "signal", None)
-    }
-
+    /// Sends `signal` to node `index`'s postmaster and all of its children
+    /// (see [`ProcessGroup::signal_tree`]) and records it as `frozen` or not.
     fn signal_node(
         &self,
         index: usize,
         signal: Signal,
         operation: &str,
-        frozen: Option<bool>,
+        frozen: bool,
     ) -> Result<(), ClusterError> {
         let mut inner = self.lock();
         let node = inner.node_mut(index)?;
@@ -85,9 +77,7 @@ impl LocalPgCluster {
         group
             .signal_tree(signal)
             .map_err(|source| signal_error(&node.name, signal, group, source))?;
-        if let Some(frozen) = frozen {
-            node.frozen = frozen;
-        }
+        node.frozen = frozen;
         Ok(())
     }
 

@@ -44,11 +44,6 @@ impl ProcessGroup {
         killpg(self.pid, signal)
     }
 
-    /// Whether the leader still exists (it may be a zombie).
-    pub fn is_alive(&self) -> bool {
-        kill(self.pid, None).is_ok()
-    }
-
     /// The direct children of the leader (Linux: read from `/proc`; empty
     /// elsewhere).
     pub fn children(&self) -> Vec<Pid> {
