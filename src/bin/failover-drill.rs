@@ -18,10 +18,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use failover_pool::drill::run::{
-    DrillError, DrillOptions, DrillReadPreference, Fault, Phase, Progress, Promotion, run_drill,
-    write_outputs,
+    DrillError, DrillOptions, Phase, Progress, run_drill, write_outputs,
 };
-use failover_pool::drill::workload::DrillBackend;
+use failover_pool::drill::scenario::{DrillBackend, DrillReadPreference, Fault, Promotion};
 
 /// Failover drills: inject a real fault into a local PostgreSQL primary
 /// under load and measure what the application sees.

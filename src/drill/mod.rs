@@ -16,6 +16,20 @@
 //! * [`process`] holds the lower-level helpers: locating the server binaries,
 //!   picking free ports, running commands as the server user and signalling
 //!   a postmaster together with all of its children.
+//! * [`FaultProxy`] ([`proxy`]) cuts, slows or resets the network path to
+//!   one node.
+//! * [`run_drill`] ([`run`]) runs a whole drill: a [`workload`] through a
+//!   failover pool, a [`Fault`] injected into the primary, the data checked
+//!   afterwards; the outcome is a [`DrillReport`] ([`report`]), shown as
+//!   text, JSON or an SVG chart ([`svg`]). The settings a drill is described
+//!   by ([`Fault`], [`Promotion`], [`DrillBackend`], ...) are in
+//!   [`scenario`].
+//!
+//! Inside this module dependencies point one way: [`run`] uses everything
+//! else; [`svg`] uses [`report`], which uses [`workload`] and
+//! [`scenario`]; [`workload`] uses [`scenario`]; [`pg`] uses [`process`];
+//! [`scenario`] and [`proxy`] use nothing else here ([`ClusterError`],
+//! defined here, is the error of [`pg`] and [`process`]).
 //!
 //! Every cluster is torn down when its [`LocalPgCluster`] is dropped, even
 //! when a test panics. If the owning process dies without running
@@ -44,6 +58,7 @@ pub mod process;
 pub mod proxy;
 pub mod report;
 pub mod run;
+pub mod scenario;
 pub mod svg;
 pub mod workload;
 
@@ -51,9 +66,9 @@ pub use pg::{LocalPgCluster, PgClusterOptions, PgLsn, PgNode, PgRole};
 pub use process::{ProcessGroup, ServerUser};
 pub use proxy::{FaultProxy, ProxyMode};
 pub use report::DrillReport;
-pub use run::{DrillError, DrillOptions, Fault, Progress, Promotion, run_drill};
+pub use run::{DrillError, DrillOptions, Progress, run_drill};
+pub use scenario::{DrillBackend, Fault, Promotion};
 pub use svg::render_svg;
-pub use workload::DrillBackend;
 
 /// Errors from starting, controlling or querying a local drill cluster.
 #[derive(Debug, thiserror::Error)]

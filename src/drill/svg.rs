@@ -63,118 +63,180 @@ impl Scales {
 /// drill on the left, the seconds around the fault (with the markers
 /// labelled) on the right.
 pub fn render_svg(report: &DrillReport) -> String {
+    let chart = Chart::new(report);
     let mut s = String::new();
-    let bucket_ms = BUCKET.as_millis() as f64;
-    let per_sec = 1000.0 / bucket_ms;
-    let total_ms = (report.duration_ms as f64).max(1.0);
-    let fault = report.fault_at_ms as f64;
-    let overview = Panel {
-        x0: OVERVIEW.0,
-        x1: OVERVIEW.1,
-        from_ms: 0.0,
-        to_ms: total_ms,
-    };
-    let last_marker = [
-        report.detection_ms,
-        report.promotion_ms,
-        report
-            .first_write_after_fault_ms
-            .map(|t| t.saturating_sub(report.fault_at_ms)),
-    ]
-    .into_iter()
-    .flatten()
-    .max()
-    .unwrap_or(0) as f64;
-    let zoom_from = (fault - 1000.0).max(0.0);
-    let zoom_to = (fault + (last_marker + 700.0).clamp(2000.0, 6000.0)).min(total_ms);
-    let zoom = Panel {
-        x0: ZOOM.0,
-        x1: ZOOM.1,
-        from_ms: zoom_from,
-        to_ms: zoom_to.max(zoom_from + bucket_ms),
-    };
+    chart.header(&mut s);
+    chart.zoom_outline(&mut s);
+    for panel in [chart.overview, chart.zoom] {
+        chart.panel(&mut s, panel);
+    }
+    chart.axes(&mut s);
+    chart.markers(&mut s);
+    s.push_str("</svg>\n");
+    s
+}
 
-    // Only whole buckets: the last, partial one (operations ending after
-    // the stop) would look like a collapse.
-    let buckets: Vec<&TimelineBucket> = report
-        .timeline
-        .iter()
-        .filter(|b| b.t_ms as f64 + bucket_ms <= total_ms)
-        .collect();
-    let max_ops = buckets
-        .iter()
-        .map(|b| b.ok_writes.max(b.ok_reads) as f64 * per_sec)
-        .fold(0.0, f64::max);
-    let max_err = report
-        .timeline
-        .iter()
-        .map(|b| b.errors as f64 * per_sec)
-        .fold(0.0, f64::max);
-    // A little headroom, so that the lines stay clear of the frame.
-    let (ops_top, ops_step) = nice_axis(max_ops * 1.08);
-    let (err_top, err_step) = nice_axis(max_err);
-    let scales = Scales { ops_top, err_top };
+/// A report laid out for drawing: the two panels, the buckets drawn as
+/// lines and the shared vertical scales.
+#[derive(Debug)]
+struct Chart<'a> {
+    report: &'a DrillReport,
+    bucket_ms: f64,
+    /// Buckets per second (a bucket's count times this is a rate).
+    per_sec: f64,
+    total_ms: f64,
+    /// The fault, in ms since the start.
+    fault: f64,
+    overview: Panel,
+    zoom: Panel,
+    /// The whole buckets (the lines).
+    buckets: Vec<&'a TimelineBucket>,
+    scales: Scales,
+    /// Tick steps of the ops/s and errors/s axes.
+    ops_step: f64,
+    err_step: f64,
+}
 
-    let _ = writeln!(
-        s,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{HEIGHT}\" \
-         viewBox=\"0 0 {WIDTH} {HEIGHT}\" {FONT} font-size=\"11\">"
-    );
-    let _ = writeln!(
-        s,
-        "<rect x=\"0\" y=\"0\" width=\"{WIDTH}\" height=\"{HEIGHT}\" fill=\"white\"/>"
-    );
-    let title = format!(
-        "failover drill: {} / {} promotion / {} / {} replication",
-        report.fault.as_str(),
-        report.promotion.as_str(),
-        report.backend.as_str(),
-        if report.sync { "sync" } else { "async" }
-    );
-    let _ = writeln!(
-        s,
-        "<text x=\"{}\" y=\"20\" font-size=\"15\" font-weight=\"bold\">{}</text>",
-        OVERVIEW.0,
-        esc(&title)
-    );
-    let summary = format!(
-        "write gap {} / detection {} / promotion {} / lost acked writes {} / caller errors {} / writes to fenced node {}",
-        opt_ms(report.write_gap_ms),
-        opt_ms(report.detection_ms),
-        opt_ms(report.promotion_ms),
-        report.lost_acked_writes,
-        report.caller_errors_during_failover,
-        report.writes_to_fenced_node
-    );
-    let _ = writeln!(
-        s,
-        "<text x=\"{}\" y=\"37\" fill=\"#444\">{}</text>",
-        OVERVIEW.0,
-        esc(&summary)
-    );
-    legend(&mut s);
-    for (panel, name) in [(overview, "whole drill"), (zoom, "around the fault")] {
+impl<'a> Chart<'a> {
+    /// Lays `report` out: the overview panel, the zoom around the fault
+    /// (wide enough for its markers), and the scales.
+    fn new(report: &'a DrillReport) -> Self {
+        let bucket_ms = BUCKET.as_millis() as f64;
+        let per_sec = 1000.0 / bucket_ms;
+        let total_ms = (report.duration_ms as f64).max(1.0);
+        let fault = report.fault_at_ms as f64;
+        let overview = Panel {
+            x0: OVERVIEW.0,
+            x1: OVERVIEW.1,
+            from_ms: 0.0,
+            to_ms: total_ms,
+        };
+        let last_marker = [
+            report.detection_ms,
+            report.promotion_ms,
+            report
+                .first_write_after_fault_ms
+                .map(|t| t.saturating_sub(report.fault_at_ms)),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or(0) as f64;
+        let zoom_from = (fault - 1000.0).max(0.0);
+        let zoom_to = (fault + (last_marker + 700.0).clamp(2000.0, 6000.0)).min(total_ms);
+        let zoom = Panel {
+            x0: ZOOM.0,
+            x1: ZOOM.1,
+            from_ms: zoom_from,
+            to_ms: zoom_to.max(zoom_from + bucket_ms),
+        };
+
+        // Only whole buckets: the last, partial one (operations ending after
+        // the stop) would look like a collapse.
+        let buckets: Vec<&TimelineBucket> = report
+            .timeline
+            .iter()
+            .filter(|b| b.t_ms as f64 + bucket_ms <= total_ms)
+            .collect();
+        let max_ops = buckets
+            .iter()
+            .map(|b| b.ok_writes.max(b.ok_reads) as f64 * per_sec)
+            .fold(0.0, f64::max);
+        let max_err = report
+            .timeline
+            .iter()
+            .map(|b| b.errors as f64 * per_sec)
+            .fold(0.0, f64::max);
+        // A little headroom, so that the lines stay clear of the frame.
+        let (ops_top, ops_step) = nice_axis(max_ops * 1.08);
+        let (err_top, err_step) = nice_axis(max_err);
+        let scales = Scales { ops_top, err_top };
+        Chart {
+            report,
+            bucket_ms,
+            per_sec,
+            total_ms,
+            fault,
+            overview,
+            zoom,
+            buckets,
+            scales,
+            ops_step,
+            err_step,
+        }
+    }
+
+    /// The document's start: background, title, summary, legend, panel
+    /// titles.
+    fn header(&self, s: &mut String) {
         let _ = writeln!(
             s,
-            "<text x=\"{:.1}\" y=\"{:.1}\" font-weight=\"bold\" fill=\"#333\">{name}</text>",
-            panel.x0,
-            TOP - 6.0
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{HEIGHT}\" \
+             viewBox=\"0 0 {WIDTH} {HEIGHT}\" {FONT} font-size=\"11\">"
+        );
+        let _ = writeln!(
+            s,
+            "<rect x=\"0\" y=\"0\" width=\"{WIDTH}\" height=\"{HEIGHT}\" fill=\"white\"/>"
+        );
+        let title = format!(
+            "failover drill: {} / {} promotion / {} / {} replication",
+            self.report.fault.as_str(),
+            self.report.promotion.as_str(),
+            self.report.backend.as_str(),
+            if self.report.sync { "sync" } else { "async" }
+        );
+        let _ = writeln!(
+            s,
+            "<text x=\"{}\" y=\"20\" font-size=\"15\" font-weight=\"bold\">{}</text>",
+            OVERVIEW.0,
+            esc(&title)
+        );
+        let summary = format!(
+            "write gap {} / detection {} / promotion {} / lost acked writes {} / caller errors {} / writes to fenced node {}",
+            opt_ms(self.report.write_gap_ms),
+            opt_ms(self.report.detection_ms),
+            opt_ms(self.report.promotion_ms),
+            self.report.lost_acked_writes,
+            self.report.caller_errors_during_failover,
+            self.report.writes_to_fenced_node
+        );
+        let _ = writeln!(
+            s,
+            "<text x=\"{}\" y=\"37\" fill=\"#444\">{}</text>",
+            OVERVIEW.0,
+            esc(&summary)
+        );
+        legend(s);
+        for (panel, name) in [
+            (self.overview, "whole drill"),
+            (self.zoom, "around the fault"),
+        ] {
+            let _ = writeln!(
+                s,
+                "<text x=\"{:.1}\" y=\"{:.1}\" font-weight=\"bold\" fill=\"#333\">{name}</text>",
+                panel.x0,
+                TOP - 6.0
+            );
+        }
+    }
+
+    /// The zoomed window, outlined on the overview.
+    fn zoom_outline(&self, s: &mut String) {
+        let _ = writeln!(
+            s,
+            "<rect x=\"{:.1}\" y=\"{TOP}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"#000\" fill-opacity=\"0.04\" stroke=\"#999\" stroke-dasharray=\"2,2\"/>",
+            self.overview.x(self.zoom.from_ms),
+            (self.overview.x(self.zoom.to_ms) - self.overview.x(self.zoom.from_ms)).max(1.0),
+            BOTTOM - TOP
         );
     }
 
-    // The zoomed window, outlined on the overview.
-    let _ = writeln!(
-        s,
-        "<rect x=\"{:.1}\" y=\"{TOP}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"#000\" fill-opacity=\"0.04\" stroke=\"#999\" stroke-dasharray=\"2,2\"/>",
-        overview.x(zoom.from_ms),
-        (overview.x(zoom.to_ms) - overview.x(zoom.from_ms)).max(1.0),
-        BOTTOM - TOP
-    );
-
-    for panel in [overview, zoom] {
+    /// One panel: the window without writes shaded, the grid, the data and
+    /// the frame.
+    fn panel(&self, s: &mut String, panel: Panel) {
         // Unavailability window: fault to the first write after it.
-        if let Some(first) = report.first_write_after_fault_ms {
-            let a = panel.x(fault.max(panel.from_ms));
+        if let Some(first) = self.report.first_write_after_fault_ms {
+            let a = panel.x(self.fault.max(panel.from_ms));
             let b = panel.x((first as f64).min(panel.to_ms));
             if b > a {
                 let _ = writeln!(
@@ -187,23 +249,23 @@ pub fn render_svg(report: &DrillReport) -> String {
         }
         // Horizontal grid.
         let mut v = 0.0;
-        while v <= ops_top + ops_step * 0.01 {
-            let y = scales.y_ops(v);
+        while v <= self.scales.ops_top + self.ops_step * 0.01 {
+            let y = self.scales.y_ops(v);
             let _ = writeln!(
                 s,
                 "<line x1=\"{:.1}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"#e6e6e6\"/>",
                 panel.x0, panel.x1
             );
-            v += ops_step;
+            v += self.ops_step;
         }
         draw_data(
-            &mut s,
+            s,
             panel,
-            scales,
-            &buckets,
-            &report.timeline,
-            per_sec,
-            bucket_ms,
+            self.scales,
+            &self.buckets,
+            &self.report.timeline,
+            self.per_sec,
+            self.bucket_ms,
         );
         let _ = writeln!(
             s,
@@ -214,118 +276,122 @@ pub fn render_svg(report: &DrillReport) -> String {
         );
     }
 
-    // Axes: ops/s on the left of the overview, errors/s on the right of
-    // the zoom (both panels share the scales).
-    let mut v = 0.0;
-    while v <= ops_top + ops_step * 0.01 {
-        let _ = writeln!(
-            s,
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#333\">{}</text>",
-            OVERVIEW.0 - 5.0,
-            scales.y_ops(v) + 4.0,
-            fmt_tick(v, ops_top)
-        );
-        v += ops_step;
-    }
-    let mut v = 0.0;
-    while v <= err_top + err_step * 0.01 {
-        let _ = writeln!(
-            s,
-            "<text x=\"{:.1}\" y=\"{:.1}\" fill=\"{ERRORS}\">{}</text>",
-            ZOOM.1 + 5.0,
-            scales.y_err(v) + 4.0,
-            fmt_tick(v, err_top)
-        );
-        v += err_step;
-    }
-    // Overview time axis: seconds since the start.
-    let step = time_step(total_ms);
-    let mut t = 0.0;
-    while t <= total_ms + 1.0 {
-        x_tick(&mut s, overview.x(t), &fmt_tick(t / 1000.0, 0.0));
-        t += step;
-    }
-    // Zoom time axis: milliseconds relative to the fault.
-    let span = zoom.to_ms - zoom.from_ms;
-    let step = if span <= 2500.0 { 500.0 } else { 1000.0 };
-    let mut rel = ((zoom.from_ms - fault) / step).ceil() * step;
-    while fault + rel <= zoom.to_ms + 1.0 {
-        let label = if rel > 0.0 {
-            format!("+{rel:.0}")
-        } else {
-            format!("{rel:.0}")
-        };
-        x_tick(&mut s, zoom.x(fault + rel), &label);
-        rel += step;
-    }
-    let axis_y = BOTTOM + 36.0;
-    let _ = writeln!(
-        s,
-        "<text x=\"{:.1}\" y=\"{axis_y:.1}\" text-anchor=\"middle\" fill=\"#333\">seconds since the start</text>",
-        (OVERVIEW.0 + OVERVIEW.1) / 2.0
-    );
-    let _ = writeln!(
-        s,
-        "<text x=\"{:.1}\" y=\"{axis_y:.1}\" text-anchor=\"middle\" fill=\"#333\">ms relative to the fault</text>",
-        (ZOOM.0 + ZOOM.1) / 2.0
-    );
-    let mid = (TOP + BOTTOM) / 2.0;
-    let _ = writeln!(
-        s,
-        "<text x=\"14\" y=\"{mid:.1}\" text-anchor=\"middle\" fill=\"#333\" transform=\"rotate(-90 14 {mid:.1})\">successful ops/s (lines)</text>"
-    );
-    let rx = WIDTH - 12.0;
-    let _ = writeln!(
-        s,
-        "<text x=\"{rx:.1}\" y=\"{mid:.1}\" text-anchor=\"middle\" fill=\"{ERRORS}\" transform=\"rotate(90 {rx:.1} {mid:.1})\">errors/s (bars)</text>"
-    );
-
-    // Markers: the fault on both panels; all of them, labelled, on the zoom.
-    let fault_ms = report.fault_at_ms;
-    let mut markers: Vec<(u64, String, &str)> = vec![(
-        fault_ms,
-        format!(
-            "fault ({}) at {:.2} s",
-            report.fault.as_str(),
-            fault / 1000.0
-        ),
-        "#000000",
-    )];
-    if let Some(d) = report.detection_ms {
-        markers.push((fault_ms + d, format!("detected +{d} ms"), "#ff7f0e"));
-    }
-    if let Some(p) = report.promotion_ms {
-        markers.push((fault_ms + p, format!("promoted +{p} ms"), "#9467bd"));
-    }
-    if let Some(first) = report.first_write_after_fault_ms {
-        markers.push((
-            first,
-            format!("first write +{} ms", first.saturating_sub(fault_ms)),
-            "#0f8f9f",
-        ));
-    }
-    marker_line(&mut s, overview, fault, "#000000");
-    for (row, (t, label, color)) in markers.iter().enumerate() {
-        let t = *t as f64;
-        if !zoom.contains(t) {
-            continue;
+    /// The axes: ops/s on the left of the overview, errors/s on the right
+    /// of the zoom (both panels share the scales), seconds under the
+    /// overview, milliseconds relative to the fault under the zoom.
+    fn axes(&self, s: &mut String) {
+        let mut v = 0.0;
+        while v <= self.scales.ops_top + self.ops_step * 0.01 {
+            let _ = writeln!(
+                s,
+                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#333\">{}</text>",
+                OVERVIEW.0 - 5.0,
+                self.scales.y_ops(v) + 4.0,
+                fmt_tick(v, self.scales.ops_top)
+            );
+            v += self.ops_step;
         }
-        let x = zoom.x(t);
-        marker_line(&mut s, zoom, t, color);
-        let y = TOP + 14.0 + 15.0 * row as f64;
-        let (tx, anchor) = if x > zoom.x1 - 120.0 {
-            (x - 4.0, "end")
-        } else {
-            (x + 4.0, "start")
-        };
+        let mut v = 0.0;
+        while v <= self.scales.err_top + self.err_step * 0.01 {
+            let _ = writeln!(
+                s,
+                "<text x=\"{:.1}\" y=\"{:.1}\" fill=\"{ERRORS}\">{}</text>",
+                ZOOM.1 + 5.0,
+                self.scales.y_err(v) + 4.0,
+                fmt_tick(v, self.scales.err_top)
+            );
+            v += self.err_step;
+        }
+        // Overview time axis: seconds since the start.
+        let step = time_step(self.total_ms);
+        let mut t = 0.0;
+        while t <= self.total_ms + 1.0 {
+            x_tick(s, self.overview.x(t), &fmt_tick(t / 1000.0, 0.0));
+            t += step;
+        }
+        // Zoom time axis: milliseconds relative to the fault.
+        let span = self.zoom.to_ms - self.zoom.from_ms;
+        let step = if span <= 2500.0 { 500.0 } else { 1000.0 };
+        let mut rel = ((self.zoom.from_ms - self.fault) / step).ceil() * step;
+        while self.fault + rel <= self.zoom.to_ms + 1.0 {
+            let label = if rel > 0.0 {
+                format!("+{rel:.0}")
+            } else {
+                format!("{rel:.0}")
+            };
+            x_tick(s, self.zoom.x(self.fault + rel), &label);
+            rel += step;
+        }
+        let axis_y = BOTTOM + 36.0;
         let _ = writeln!(
             s,
-            "<text x=\"{tx:.1}\" y=\"{y:.1}\" text-anchor=\"{anchor}\" fill=\"{color}\" stroke=\"white\" stroke-width=\"3\" paint-order=\"stroke\" font-weight=\"bold\">{}</text>",
-            esc(label)
+            "<text x=\"{:.1}\" y=\"{axis_y:.1}\" text-anchor=\"middle\" fill=\"#333\">seconds since the start</text>",
+            (OVERVIEW.0 + OVERVIEW.1) / 2.0
+        );
+        let _ = writeln!(
+            s,
+            "<text x=\"{:.1}\" y=\"{axis_y:.1}\" text-anchor=\"middle\" fill=\"#333\">ms relative to the fault</text>",
+            (ZOOM.0 + ZOOM.1) / 2.0
+        );
+        let mid = (TOP + BOTTOM) / 2.0;
+        let _ = writeln!(
+            s,
+            "<text x=\"14\" y=\"{mid:.1}\" text-anchor=\"middle\" fill=\"#333\" transform=\"rotate(-90 14 {mid:.1})\">successful ops/s (lines)</text>"
+        );
+        let rx = WIDTH - 12.0;
+        let _ = writeln!(
+            s,
+            "<text x=\"{rx:.1}\" y=\"{mid:.1}\" text-anchor=\"middle\" fill=\"{ERRORS}\" transform=\"rotate(90 {rx:.1} {mid:.1})\">errors/s (bars)</text>"
         );
     }
-    s.push_str("</svg>\n");
-    s
+
+    /// Markers: the fault on both panels; all of them, labelled, on the
+    /// zoom.
+    fn markers(&self, s: &mut String) {
+        let fault_ms = self.report.fault_at_ms;
+        let mut markers: Vec<(u64, String, &str)> = vec![(
+            fault_ms,
+            format!(
+                "fault ({}) at {:.2} s",
+                self.report.fault.as_str(),
+                self.fault / 1000.0
+            ),
+            "#000000",
+        )];
+        if let Some(d) = self.report.detection_ms {
+            markers.push((fault_ms + d, format!("detected +{d} ms"), "#ff7f0e"));
+        }
+        if let Some(p) = self.report.promotion_ms {
+            markers.push((fault_ms + p, format!("promoted +{p} ms"), "#9467bd"));
+        }
+        if let Some(first) = self.report.first_write_after_fault_ms {
+            markers.push((
+                first,
+                format!("first write +{} ms", first.saturating_sub(fault_ms)),
+                "#0f8f9f",
+            ));
+        }
+        marker_line(s, self.overview, self.fault, "#000000");
+        for (row, (t, label, color)) in markers.iter().enumerate() {
+            let t = *t as f64;
+            if !self.zoom.contains(t) {
+                continue;
+            }
+            let x = self.zoom.x(t);
+            marker_line(s, self.zoom, t, color);
+            let y = TOP + 14.0 + 15.0 * row as f64;
+            let (tx, anchor) = if x > self.zoom.x1 - 120.0 {
+                (x - 4.0, "end")
+            } else {
+                (x + 4.0, "start")
+            };
+            let _ = writeln!(
+                s,
+                "<text x=\"{tx:.1}\" y=\"{y:.1}\" text-anchor=\"{anchor}\" fill=\"{color}\" stroke=\"white\" stroke-width=\"3\" paint-order=\"stroke\" font-weight=\"bold\">{}</text>",
+                esc(label)
+            );
+        }
+    }
 }
 
 /// Which count of a bucket a line shows.

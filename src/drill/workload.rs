@@ -49,6 +49,7 @@ use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+pub use super::scenario::DrillBackend;
 use crate::core::events::Event;
 use crate::pool::{FailoverPool, PoolConfig, Topology};
 use crate::postgres::deadpool::{DeadpoolPostgres, classify_pg};
@@ -66,29 +67,6 @@ pub const ALL_IDS_SQL: &str = "SELECT id FROM drill_writes";
 
 /// How long a worker sleeps after an error.
 const ERROR_PAUSE: Duration = Duration::from_millis(5);
-
-/// Which client library the workload goes through.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, clap::ValueEnum,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum DrillBackend {
-    /// sqlx: [`FailoverPgPool`] used as a `sqlx::Executor`.
-    #[default]
-    Sqlx,
-    /// deadpool-postgres: `FailoverPool<DeadpoolPostgres>`.
-    Deadpool,
-}
-
-impl DrillBackend {
-    /// The name used on the command line and in reports.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            DrillBackend::Sqlx => "sqlx",
-            DrillBackend::Deadpool => "deadpool",
-        }
-    }
-}
 
 /// The failover pool the workload runs through, for either backend.
 #[derive(Debug, Clone)]

@@ -1,0 +1,26 @@
+//! Process helpers for drill clusters: finding the PostgreSQL server
+//! binaries, picking free loopback ports, running commands as the server
+//! user with a time limit, and signalling a server with all its children.
+//!
+//! PostgreSQL refuses to run as root, so when the current process is root
+//! every server-side command runs as the `postgres` user ([`ServerUser`]).
+//!
+//! Note on process groups: a postmaster started with
+//! `process_group(0)` leads its own process group, but every child it forks
+//! (backends, checkpointer, WAL sender/receiver, ...) calls `setsid()` and so
+//! leads a group of its own. [`ProcessGroup::signal_tree`] therefore signals
+//! the postmaster's group *and* the group of each of its children, which is
+//! what a crash (`SIGKILL`) or a hang (`SIGSTOP`) of the whole server needs.
+
+mod command;
+mod group;
+mod host;
+mod user;
+mod watchdog;
+
+pub use self::command::{describe, log_tail, run};
+pub use self::group::ProcessGroup;
+pub(crate) use self::group::wait_blocking;
+pub use self::host::{default_base_dir, find_bin_dir, free_port, free_ports};
+pub use self::user::ServerUser;
+pub(crate) use self::watchdog::{spawn_janitor, spawn_watchdog};

@@ -1,0 +1,260 @@
+//! [`DrillOptions`]: a drill's settings, their validation and what they
+//! mean for the pool and the workload; [`DrillError`]: why a drill could
+//! not run.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::drill::ClusterError;
+use crate::drill::scenario::{DrillBackend, DrillReadPreference, Fault, Promotion};
+use crate::drill::workload::WorkloadConfig;
+use crate::pool::{PoolConfig, PromotionPolicy};
+
+/// Largest replication lag a standby may have to be promoted automatically.
+const MAX_LAG_BYTES: u64 = 64 * 1024 * 1024;
+/// Most worker tasks a drill may run (each may hold a connection per node;
+/// the drill's servers allow 60).
+const MAX_WORKERS: usize = 48;
+
+/// Settings of a drill. `Default` gives the documented defaults; check
+/// them with [`validate`](Self::validate) ([`run_drill`](super::run_drill) does).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DrillOptions {
+    /// The fault (default crash).
+    pub fault: Fault,
+    /// Who promotes (default automatic).
+    pub promotion: Promotion,
+    /// Synchronous replication (default false).
+    pub sync: bool,
+    /// How long the workload runs (default 20 s).
+    #[serde(with = "humantime_serde")]
+    pub duration: Duration,
+    /// When the fault is injected, since the workload's start (default 8 s).
+    #[serde(with = "humantime_serde")]
+    pub fault_at: Duration,
+    /// Writer tasks (default 8, at least 1).
+    pub writers: usize,
+    /// Reader tasks (default 8).
+    pub readers: usize,
+    /// The client library (default sqlx).
+    pub backend: DrillBackend,
+    /// The readers' read preference (default prefer-replica).
+    pub read_preference: DrillReadPreference,
+    /// The automatic-promotion confirmation window (default 300 ms).
+    #[serde(with = "humantime_serde")]
+    pub confirmation: Duration,
+    /// How long the simulated orchestrator waits with the primary
+    /// unreachable before promoting (external promotion; default 1 s).
+    #[serde(with = "humantime_serde")]
+    pub external_delay: Duration,
+    /// The pool's probe interval (default 100 ms).
+    #[serde(with = "humantime_serde")]
+    pub probe_interval: Duration,
+    /// The pool's probe timeout (default 300 ms).
+    #[serde(with = "humantime_serde")]
+    pub probe_timeout: Duration,
+    /// The pool's connect timeout per node (default 500 ms).
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Client-side limit of one operation; also the pool's acquire timeout
+    /// (default 2 s).
+    #[serde(with = "humantime_serde")]
+    pub op_timeout: Duration,
+    /// Where to write the JSON report ([`write_outputs`](super::write_outputs)).
+    pub json: Option<PathBuf>,
+    /// Where to write the SVG chart ([`write_outputs`](super::write_outputs)).
+    pub svg: Option<PathBuf>,
+    /// Whether [`run_drill`](super::run_drill) calls its progress callback.
+    pub progress: bool,
+}
+
+impl Default for DrillOptions {
+    fn default() -> Self {
+        DrillOptions {
+            fault: Fault::Crash,
+            promotion: Promotion::Automatic,
+            sync: false,
+            duration: Duration::from_secs(20),
+            fault_at: Duration::from_secs(8),
+            writers: 8,
+            readers: 8,
+            backend: DrillBackend::Sqlx,
+            read_preference: DrillReadPreference::PreferReplica,
+            confirmation: Duration::from_millis(300),
+            external_delay: Duration::from_secs(1),
+            probe_interval: Duration::from_millis(100),
+            probe_timeout: Duration::from_millis(300),
+            connect_timeout: Duration::from_millis(500),
+            op_timeout: Duration::from_secs(2),
+            json: None,
+            svg: None,
+            progress: true,
+        }
+    }
+}
+
+impl DrillOptions {
+    /// Checks the settings; the error names the offending option.
+    ///
+    /// # Errors
+    ///
+    /// [`DrillError::InvalidOptions`].
+    pub fn validate(&self) -> Result<(), DrillError> {
+        let bad = |m: String| Err(DrillError::InvalidOptions(m));
+        let d = |d: Duration| humantime_serde::re::humantime::format_duration(d).to_string();
+        if self.duration.is_zero() {
+            return bad("--duration must be > 0".into());
+        }
+        if self.duration > Duration::from_secs(3600) {
+            return bad(format!(
+                "--duration ({}) must be at most 1h",
+                d(self.duration)
+            ));
+        }
+        if self.fault_at.is_zero() {
+            return bad("--fault-at must be > 0 (the workload needs a baseline)".into());
+        }
+        if self.fault_at >= self.duration {
+            return bad(format!(
+                "--fault-at ({}) must be less than --duration ({})",
+                d(self.fault_at),
+                d(self.duration)
+            ));
+        }
+        if self.writers == 0 {
+            return bad("--writers must be at least 1".into());
+        }
+        if self.writers + self.readers > MAX_WORKERS {
+            return bad(format!(
+                "--writers + --readers ({}) must be at most {MAX_WORKERS}",
+                self.writers + self.readers
+            ));
+        }
+        for (name, value) in [
+            ("--confirmation", self.confirmation),
+            ("--probe-interval", self.probe_interval),
+            ("--probe-timeout", self.probe_timeout),
+            ("--connect-timeout", self.connect_timeout),
+            ("--op-timeout", self.op_timeout),
+        ] {
+            if value.is_zero() {
+                return bad(format!("{name} must be > 0"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The failover pool's configuration for these settings.
+    pub(super) fn pool_config(&self) -> PoolConfig {
+        PoolConfig {
+            name: "drill".into(),
+            probe_interval: self.probe_interval,
+            probe_timeout: self.probe_timeout,
+            acquire_timeout: self.op_timeout,
+            connect_timeout: self.connect_timeout,
+            promotion: match self.promotion {
+                Promotion::Automatic => PromotionPolicy::Automatic {
+                    confirmation: self.confirmation,
+                    max_lag_bytes: MAX_LAG_BYTES,
+                },
+                Promotion::External => PromotionPolicy::External,
+            },
+            read_preference: self.read_preference.into(),
+            max_connections: (self.writers + self.readers) as u32,
+            ..PoolConfig::default()
+        }
+    }
+
+    /// The workload's configuration for these settings.
+    pub(super) fn workload_config(&self) -> WorkloadConfig {
+        WorkloadConfig {
+            writers: self.writers,
+            readers: self.readers,
+            op_timeout: self.op_timeout,
+        }
+    }
+}
+
+/// Errors that keep a drill from running (a drill that ran but missed a
+/// goal is not an error: see [`DrillReport::goals`](crate::drill::DrillReport::goals)).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DrillError {
+    /// The options are inconsistent.
+    #[error("invalid drill options: {0}")]
+    InvalidOptions(String),
+    /// Starting, controlling or querying the local cluster failed.
+    #[error("{context}")]
+    Cluster {
+        /// What the drill was doing.
+        context: String,
+        /// The cluster's error.
+        #[source]
+        source: Box<ClusterError>,
+    },
+    /// The failover pool could not be created.
+    #[error("could not create the failover pool")]
+    Pool(#[source] crate::Error),
+    /// A fault proxy could not be started.
+    #[error("could not start the fault proxy for {node}")]
+    Proxy {
+        /// The node the proxy was for.
+        node: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The pool found no primary to run the workload against, or none was
+    /// left at the end.
+    #[error("no primary: {0}")]
+    NoPrimary(String),
+    /// A drill task panicked.
+    #[error("the drill's {0} task failed")]
+    Task(String, #[source] tokio::task::JoinError),
+    /// Writing an output file failed.
+    #[error("could not write {}", path.display())]
+    Output {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Wraps a [`ClusterError`] with what the drill was doing.
+pub(super) fn cluster_err(context: impl Into<String>) -> impl FnOnce(ClusterError) -> DrillError {
+    let context = context.into();
+    move |source| DrillError::Cluster {
+        context,
+        source: Box::new(source),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_bad_values_are_named() {
+        DrillOptions::default().validate().unwrap();
+        let o = DrillOptions {
+            fault_at: Duration::from_secs(30),
+            duration: Duration::from_secs(10),
+            ..DrillOptions::default()
+        };
+        let e = o.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("--fault-at (30s) must be less than --duration (10s)"),
+            "{e}"
+        );
+        let o = DrillOptions {
+            writers: 0,
+            ..DrillOptions::default()
+        };
+        assert!(o.validate().unwrap_err().to_string().contains("--writers"));
+    }
+}

@@ -1,0 +1,134 @@
+//! The drill's scenario vocabulary: which [`Fault`] is injected, who does
+//! the [`Promotion`], which client library the workload goes through
+//! ([`DrillBackend`]) and where the readers read
+//! ([`DrillReadPreference`]).
+//!
+//! These are the settings a drill is described by, on the command line,
+//! in [`DrillOptions`](super::DrillOptions) and in the
+//! [`DrillReport`](super::DrillReport); this module depends on nothing
+//! else in [`drill`](super), so that the options, the workload, the report
+//! and the chart can all use it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::pool::ReadPreference;
+
+/// The fault injected into the primary.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Fault {
+    /// SIGKILL the primary (and its backends): connections reset, new ones refused.
+    #[default]
+    Crash,
+    /// SIGSTOP the primary for the rest of the drill (a hang); thawed at the end.
+    Freeze,
+    /// Partition: the primary's proxy swallows all traffic; the server keeps running.
+    Blackhole,
+    /// Fast shutdown of the primary (SIGINT), as for planned maintenance.
+    Graceful,
+    /// Kill the primary and restart it after half the confirmation window: no promotion should happen.
+    Flap,
+}
+
+impl Fault {
+    /// The name used on the command line and in reports.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Fault::Crash => "crash",
+            Fault::Freeze => "freeze",
+            Fault::Blackhole => "blackhole",
+            Fault::Graceful => "graceful",
+            Fault::Flap => "flap",
+        }
+    }
+}
+
+/// Who promotes the standby.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Promotion {
+    /// The pool itself (PromotionPolicy::Automatic with the confirmation window).
+    #[default]
+    Automatic,
+    /// An orchestrator (played by the drill) promotes; the pool follows (PromotionPolicy::External).
+    External,
+}
+
+impl Promotion {
+    /// The name used on the command line and in reports.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Promotion::Automatic => "automatic",
+            Promotion::External => "external",
+        }
+    }
+}
+
+/// Which client library the workload goes through.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum DrillBackend {
+    /// sqlx: [`FailoverPgPool`](crate::postgres::sqlx::FailoverPgPool)
+    /// used as a `sqlx::Executor`.
+    #[default]
+    Sqlx,
+    /// deadpool-postgres: `FailoverPool<DeadpoolPostgres>`.
+    Deadpool,
+}
+
+impl DrillBackend {
+    /// The name used on the command line and in reports.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DrillBackend::Sqlx => "sqlx",
+            DrillBackend::Deadpool => "deadpool",
+        }
+    }
+}
+
+/// The readers' read preference (a [`ReadPreference`] usable on the
+/// command line).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum DrillReadPreference {
+    /// Always the writer.
+    Primary,
+    /// A replica within the lag bounds, else the writer.
+    #[default]
+    PreferReplica,
+    /// Only replicas.
+    Replica,
+    /// The node with the lowest probe round trip.
+    Nearest,
+}
+
+impl From<DrillReadPreference> for ReadPreference {
+    fn from(p: DrillReadPreference) -> ReadPreference {
+        match p {
+            DrillReadPreference::Primary => ReadPreference::Primary,
+            DrillReadPreference::PreferReplica => ReadPreference::PreferReplica,
+            DrillReadPreference::Replica => ReadPreference::Replica,
+            DrillReadPreference::Nearest => ReadPreference::Nearest,
+        }
+    }
+}
+
+impl DrillReadPreference {
+    /// The name used in reports.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DrillReadPreference::Primary => "primary",
+            DrillReadPreference::PreferReplica => "prefer_replica",
+            DrillReadPreference::Replica => "replica",
+            DrillReadPreference::Nearest => "nearest",
+        }
+    }
+}
