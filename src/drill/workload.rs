@@ -29,15 +29,15 @@
 //! stale reads afterwards. They are counted, never treated as failures.
 //!
 //! # Error kinds
-//! * the crate's [`ErrorCode`](crate::ErrorCode) string (`no_writer`,
+//! * the crate's [`ErrorCode`](crate::ErrorCode) string (`no_node`,
 //!   `timeout`, ...) when the pool itself refused;
 //! * `timeout`: the client-side limit passed;
 //! * `db:<SQLSTATE>`: the server answered with an error (`db:57P01`, ...);
 //! * `io`: the connection failed (reset, refused, closed mid-query);
 //! * `closed`: a tokio-postgres connection was already closed;
 //! * `pool_timed_out`, `pool_closed`, `protocol`, `tls`, `worker_crashed`:
-//!   the sqlx errors of those names (sqlx reports "no writer within the
-//!   acquire timeout" as `pool_timed_out`);
+//!   the sqlx errors of those names (the sqlx surface reports "no writer
+//!   within the acquire timeout" as `pool_timed_out`, as `PgPool` would);
 //! * `sqlx`, `pg`: any other client error.
 
 use std::sync::Arc;
@@ -45,15 +45,12 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 pub use super::scenario::DrillBackend;
-use crate::core::events::Event;
-use crate::pool::{FailoverPool, PoolConfig, Topology};
-use crate::postgres::deadpool::{DeadpoolPostgres, classify_pg};
-use crate::postgres::sqlx::FailoverPgPool;
+use crate::pool::{Backend, FailoverPool};
+use crate::postgres::{DeadpoolPostgres, FailoverPgPool, SqlxPostgres};
 
 /// Creates the drill's table.
 pub const TABLE_SQL: &str = "CREATE TABLE IF NOT EXISTS drill_writes \
@@ -68,144 +65,79 @@ pub const ALL_IDS_SQL: &str = "SELECT id FROM drill_writes";
 /// How long a worker sleeps after an error.
 const ERROR_PAUSE: Duration = Duration::from_millis(5);
 
-/// The failover pool the workload runs through, for either backend.
-#[derive(Debug, Clone)]
-pub enum DrillPool {
-    /// The sqlx drop-in pool.
-    Sqlx(FailoverPgPool),
-    /// The deadpool-postgres pool.
-    Deadpool(FailoverPool<DeadpoolPostgres>),
+/// The two statements the workload runs, in each driver's own idiom; the
+/// rest of the drill (topology, events, refresh, close) is the generic
+/// [`FailoverPool`] surface, the same for every backend.
+pub trait DrillDriver: Backend {
+    /// Inserts row `id` for writer `writer` through the pool's writer; an
+    /// error is returned as its [kind](self#error-kinds), after a
+    /// failover-class one was reported to the pool.
+    fn insert(
+        pool: &FailoverPool<Self>,
+        id: i64,
+        writer: i32,
+    ) -> impl Future<Output = Result<(), String>> + Send;
+
+    /// Whether row `id` exists, read from a node chosen by the pool's read
+    /// preference (errors as in [`DrillDriver::insert`]).
+    fn read_row(
+        pool: &FailoverPool<Self>,
+        id: i64,
+    ) -> impl Future<Output = Result<bool, String>> + Send;
 }
 
-impl DrillPool {
-    /// Connects a pool of the given backend to `urls`.
-    ///
-    /// # Errors
-    ///
-    /// The pool's configuration or URL errors.
-    pub async fn connect(
-        backend: DrillBackend,
-        urls: &[&str],
-        config: PoolConfig,
-    ) -> crate::Result<DrillPool> {
-        Ok(match backend {
-            DrillBackend::Sqlx => {
-                DrillPool::Sqlx(FailoverPgPool::connect_with(urls, config).await?)
-            }
-            DrillBackend::Deadpool => {
-                DrillPool::Deadpool(FailoverPool::<DeadpoolPostgres>::connect(urls, config).await?)
-            }
+impl DrillDriver for SqlxPostgres {
+    async fn insert(pool: &FailoverPgPool, id: i64, writer: i32) -> Result<(), String> {
+        sqlx::query(INSERT_SQL)
+            .bind(id)
+            .bind(writer)
+            .execute(pool)
+            .await
+            .map(drop)
+            .map_err(|e| sqlx_kind(&e))
+    }
+
+    async fn read_row(pool: &FailoverPgPool, id: i64) -> Result<bool, String> {
+        let reader = pool.reader().await.map_err(|e| crate_kind(&e))?;
+        sqlx::query_scalar::<_, bool>(READ_SQL)
+            .bind(id)
+            .fetch_one(&reader)
+            .await
+            .map_err(|e| sqlx_kind(&e))
+    }
+}
+
+impl DrillDriver for DeadpoolPostgres {
+    async fn insert(pool: &FailoverPool<Self>, id: i64, writer: i32) -> Result<(), String> {
+        let conn = pool.writer().await.map_err(|e| crate_kind(&e))?;
+        let result = async {
+            let stmt = conn.prepare_cached(INSERT_SQL).await?;
+            conn.execute(&stmt, &[&id, &writer]).await
+        }
+        .await;
+        result.map(drop).map_err(|e| {
+            conn.report(&e);
+            pg_kind(&e)
         })
     }
 
-    /// Subscribes to the pool's events.
-    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
-        match self {
-            DrillPool::Sqlx(p) => p.subscribe(),
-            DrillPool::Deadpool(p) => p.subscribe(),
+    async fn read_row(pool: &FailoverPool<Self>, id: i64) -> Result<bool, String> {
+        let conn = pool.reader().await.map_err(|e| crate_kind(&e))?;
+        let result = async {
+            let stmt = conn.prepare_cached(READ_SQL).await?;
+            conn.query_one(&stmt, &[&id]).await?.try_get::<_, bool>(0)
         }
+        .await;
+        result.map_err(|e| {
+            conn.report(&e);
+            pg_kind(&e)
+        })
     }
+}
 
-    /// The pool's current topology.
-    pub fn topology(&self) -> Arc<Topology> {
-        match self {
-            DrillPool::Sqlx(p) => p.topology(),
-            DrillPool::Deadpool(p) => p.topology(),
-        }
-    }
-
-    /// Probes every node now and returns the new topology.
-    pub async fn refresh(&self) -> Arc<Topology> {
-        match self {
-            DrillPool::Sqlx(p) => p.failover().refresh().await,
-            DrillPool::Deadpool(p) => p.refresh().await,
-        }
-    }
-
-    /// The current writer's node id, if one is known.
-    pub fn writer_id(&self) -> Option<String> {
-        self.topology().writer_status().map(|n| n.id.to_string())
-    }
-
-    /// Inserts row `id` for writer `writer` through the pool's writer;
-    /// an error is returned as its [kind](self#error-kinds).
-    ///
-    /// # Errors
-    ///
-    /// The error kind.
-    pub async fn write(&self, id: i64, writer: i32) -> Result<(), String> {
-        match self {
-            DrillPool::Sqlx(pool) => sqlx::query(INSERT_SQL)
-                .bind(id)
-                .bind(writer)
-                .execute(pool)
-                .await
-                .map(drop)
-                .map_err(|e| sqlx_kind(&e)),
-            DrillPool::Deadpool(pool) => {
-                let (conn, node) = pool.acquire_writer().await.map_err(|e| crate_kind(&e))?;
-                let result = async {
-                    let stmt = conn.prepare_cached(INSERT_SQL).await?;
-                    conn.execute(&stmt, &[&id, &writer]).await
-                }
-                .await;
-                result.map(drop).map_err(|e| {
-                    if classify_pg(&e).is_failover() {
-                        pool.report_failure(&node);
-                    }
-                    pg_kind(&e)
-                })
-            }
-        }
-    }
-
-    /// Whether row `id` exists, read from a node chosen by the pool's read
-    /// preference; a failover-class failure is reported to the pool.
-    ///
-    /// # Errors
-    ///
-    /// The error kind.
-    pub async fn read_contains(&self, id: i64) -> Result<bool, String> {
-        match self {
-            DrillPool::Sqlx(pool) => {
-                let node = pool
-                    .failover()
-                    .reader_node()
-                    .await
-                    .map_err(|e| crate_kind(&e))?;
-                sqlx::query_scalar::<_, bool>(READ_SQL)
-                    .bind(id)
-                    .fetch_one(&node.pool)
-                    .await
-                    .map_err(|e| {
-                        pool.failover().report(&node, &e);
-                        sqlx_kind(&e)
-                    })
-            }
-            DrillPool::Deadpool(pool) => {
-                let (conn, node) = pool.acquire_reader().await.map_err(|e| crate_kind(&e))?;
-                let result = async {
-                    let stmt = conn.prepare_cached(READ_SQL).await?;
-                    conn.query_one(&stmt, &[&id]).await?.try_get::<_, bool>(0)
-                }
-                .await;
-                result.map_err(|e| {
-                    if classify_pg(&e).is_failover() {
-                        pool.report_failure(&node);
-                    }
-                    pg_kind(&e)
-                })
-            }
-        }
-    }
-
-    /// Stops the prober and closes every node pool.
-    pub async fn close(&self) {
-        match self {
-            DrillPool::Sqlx(p) => p.close().await,
-            DrillPool::Deadpool(p) => p.close().await,
-        }
-    }
+/// The pool's writer, by node id, if one is known.
+pub fn writer_id<B: Backend>(pool: &FailoverPool<B>) -> Option<String> {
+    pool.topology().writer_status().map(|n| n.id.to_string())
 }
 
 /// The kind of one of the crate's errors: its code.
@@ -220,7 +152,11 @@ pub fn sqlx_kind(e: &sqlx::Error) -> String {
             Some(code) => format!("db:{code}"),
             None => "db".to_owned(),
         },
-        sqlx::Error::Io(_) => "io".to_owned(),
+        // A pool error with no sqlx counterpart travels as I/O.
+        sqlx::Error::Io(io) => match io.get_ref().and_then(|e| e.downcast_ref::<crate::Error>()) {
+            Some(e) => crate_kind(e),
+            None => "io".to_owned(),
+        },
         sqlx::Error::PoolTimedOut => "pool_timed_out".to_owned(),
         sqlx::Error::PoolClosed => "pool_closed".to_owned(),
         sqlx::Error::Protocol(_) => "protocol".to_owned(),
@@ -327,8 +263,8 @@ pub struct WorkloadCounters {
 }
 
 #[derive(Debug)]
-struct Shared {
-    pool: DrillPool,
+struct Shared<B: Backend> {
+    pool: FailoverPool<B>,
     t0: Instant,
     op_timeout: Duration,
     stop: AtomicBool,
@@ -354,16 +290,16 @@ pub struct WorkloadRecords {
 
 /// The running writer and reader tasks.
 #[derive(Debug)]
-pub struct Workload {
-    shared: Arc<Shared>,
+pub struct Workload<B: Backend> {
+    shared: Arc<Shared<B>>,
     writers: Vec<JoinHandle<Vec<WriteRecord>>>,
     readers: Vec<JoinHandle<Vec<ReadRecord>>>,
 }
 
-impl Workload {
+impl<B: DrillDriver> Workload<B> {
     /// Starts the writer and reader tasks; times are recorded relative to
     /// `t0`. Ids start at 1.
-    pub fn start(pool: DrillPool, config: WorkloadConfig, t0: Instant) -> Workload {
+    pub fn start(pool: FailoverPool<B>, config: WorkloadConfig, t0: Instant) -> Workload<B> {
         let writers = config.writers.max(1);
         let shared = Arc::new(Shared {
             pool,
@@ -430,14 +366,14 @@ impl Workload {
     }
 }
 
-async fn write_loop(shared: Arc<Shared>, writer: usize) -> Vec<WriteRecord> {
+async fn write_loop<B: DrillDriver>(shared: Arc<Shared<B>>, writer: usize) -> Vec<WriteRecord> {
     let mut records = Vec::new();
     let writer_no = writer as i32;
     while !shared.stop.load(Ordering::Relaxed) {
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
         let start = shared.t0.elapsed();
         let result =
-            tokio::time::timeout(shared.op_timeout, shared.pool.write(id, writer_no)).await;
+            tokio::time::timeout(shared.op_timeout, B::insert(&shared.pool, id, writer_no)).await;
         let end = shared.t0.elapsed();
         let error = match result {
             Ok(Ok(())) => None,
@@ -465,14 +401,18 @@ async fn write_loop(shared: Arc<Shared>, writer: usize) -> Vec<WriteRecord> {
     records
 }
 
-async fn read_loop(shared: Arc<Shared>, reader: usize, sibling: usize) -> Vec<ReadRecord> {
+async fn read_loop<B: DrillDriver>(
+    shared: Arc<Shared<B>>,
+    reader: usize,
+    sibling: usize,
+) -> Vec<ReadRecord> {
     let mut records = Vec::new();
     while !shared.stop.load(Ordering::Relaxed) {
         let acked = shared.last_acked[sibling].load(Ordering::Relaxed);
         let checked_id = (acked > 0).then_some(acked);
         let start = shared.t0.elapsed();
         let result =
-            tokio::time::timeout(shared.op_timeout, shared.pool.read_contains(acked)).await;
+            tokio::time::timeout(shared.op_timeout, B::read_row(&shared.pool, acked)).await;
         let end = shared.t0.elapsed();
         let result = match result {
             Ok(r) => r,
@@ -517,11 +457,14 @@ mod tests {
 
     #[test]
     fn crate_errors_use_their_code() {
-        let e = crate::Error::NoWriter {
+        let e = crate::Error::NoNode {
+            wanted: "writer",
             waited: Duration::from_secs(1),
             last: None,
         };
-        assert_eq!(crate_kind(&e), "no_writer");
+        assert_eq!(crate_kind(&e), "no_node");
+        let io = sqlx::Error::Io(std::io::Error::other(crate::Error::Closed));
+        assert_eq!(sqlx_kind(&io), "closed");
         let wrapped = sqlx::Error::Configuration(Box::new(crate::Error::Closed));
         assert_eq!(sqlx_kind(&wrapped), "closed");
         assert_eq!(sqlx_kind(&sqlx::Error::PoolTimedOut), "pool_timed_out");

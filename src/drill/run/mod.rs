@@ -57,10 +57,13 @@ pub use self::progress::{Phase, Progress};
 use self::state::DrillState;
 use super::proxy::FaultProxy;
 use super::report::DrillReport;
+use super::scenario::DrillBackend;
 pub use super::scenario::{DrillReadPreference, Fault, Promotion};
-use super::workload::{DrillPool, TABLE_SQL, Workload};
+use super::workload::{DrillDriver, TABLE_SQL, Workload, writer_id};
 use super::{LocalPgCluster, PgClusterOptions};
 use crate::core::events::Event;
+use crate::pool::FailoverPool;
+use crate::postgres::{DeadpoolPostgres, SqlxPostgres};
 
 /// Pause after healing the fault, before the final checks.
 const SETTLE: Duration = Duration::from_secs(1);
@@ -78,9 +81,20 @@ const WRITER_WAIT: Duration = Duration::from_secs(10);
 /// be injected. Missed goals are in the report, not errors.
 pub async fn run_drill(
     opts: &DrillOptions,
-    mut progress: impl FnMut(&Progress),
+    progress: impl FnMut(&Progress),
 ) -> Result<DrillReport, DrillError> {
     opts.validate()?;
+    match opts.backend {
+        DrillBackend::Sqlx => run_with::<SqlxPostgres>(opts, progress).await,
+        DrillBackend::Deadpool => run_with::<DeadpoolPostgres>(opts, progress).await,
+    }
+}
+
+/// [`run_drill`] through a pool of backend `B`.
+async fn run_with<B: DrillDriver>(
+    opts: &DrillOptions,
+    mut progress: impl FnMut(&Progress),
+) -> Result<DrillReport, DrillError> {
     let mut report_progress = |p: &Progress| {
         if opts.progress {
             progress(p)
@@ -90,7 +104,7 @@ pub async fn run_drill(
 
     let cluster = start_cluster(opts.sync).await?;
     let network = Network::open(&cluster, opts.fault).await?;
-    let (pool, rx) = connect_pool(opts, &network.urls).await?;
+    let (pool, rx) = connect_pool::<B>(opts, &network.urls).await?;
 
     let state = Arc::new(DrillState::new(cluster));
     let mut pool_events = PoolEvents::new(rx, network.names);
@@ -213,17 +227,16 @@ impl Network {
 
 /// Connects the failover pool to `urls`, subscribes to its events and
 /// waits until it has found the writer.
-async fn connect_pool(
+async fn connect_pool<B: DrillDriver>(
     opts: &DrillOptions,
     urls: &[String],
-) -> Result<(DrillPool, broadcast::Receiver<Event>), DrillError> {
-    let url_refs: Vec<&str> = urls.iter().map(String::as_str).collect();
-    let pool = DrillPool::connect(opts.backend, &url_refs, opts.pool_config())
+) -> Result<(FailoverPool<B>, broadcast::Receiver<Event>), DrillError> {
+    let pool = FailoverPool::<B>::connect_with(urls, opts.pool_config())
         .await
         .map_err(DrillError::Pool)?;
     let rx = pool.subscribe();
     let writer_deadline = Instant::now() + WRITER_WAIT;
-    while pool.writer_id().is_none() {
+    while writer_id(&pool).is_none() {
         if Instant::now() >= writer_deadline {
             pool.close().await;
             return Err(DrillError::NoPrimary(
@@ -256,7 +269,7 @@ async fn injection_outcome(
 /// Gives buffered work and the pool's probes a moment after healing,
 /// collects the last events and closes the pool. Returns the pool's
 /// writer at the end, by node index.
-async fn settle(pool: &DrillPool, events: &mut PoolEvents) -> Option<usize> {
+async fn settle<B: DrillDriver>(pool: &FailoverPool<B>, events: &mut PoolEvents) -> Option<usize> {
     tokio::time::sleep(SETTLE).await;
     let topology = pool.refresh().await;
     events.drain();

@@ -11,7 +11,8 @@ use tokio::task::JoinHandle;
 use super::events::PoolEvents;
 use super::options::DrillError;
 use super::state::DrillState;
-use crate::drill::workload::{DrillPool, Workload};
+use crate::drill::workload::{DrillDriver, Workload, writer_id};
+use crate::pool::FailoverPool;
 
 /// How often the progress callback is called.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
@@ -143,11 +144,11 @@ impl Throughput {
 /// start, or until the fault injection fails: drains the pool's events
 /// and calls `report` every [`PROGRESS_EVERY`]. Returns the injection's
 /// result when it finished meanwhile.
-pub(super) async fn observe(
+pub(super) async fn observe<B: DrillDriver>(
     duration: Duration,
     state: &DrillState,
-    workload: &Workload,
-    pool: &DrillPool,
+    workload: &Workload<B>,
+    pool: &FailoverPool<B>,
     events: &mut PoolEvents,
     injector: &mut JoinHandle<Result<(), DrillError>>,
     report: &mut impl FnMut(&Progress),
@@ -185,7 +186,7 @@ pub(super) async fn observe(
             ok_writes: c.ok_writes,
             ok_reads: c.ok_reads,
             errors: c.errors,
-            writer: pool.writer_id().map(|id| events.names().name(&id)),
+            writer: writer_id(pool).map(|id| events.names().name(&id)),
             phase,
         });
     }
