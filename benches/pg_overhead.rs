@@ -84,6 +84,10 @@ enum Kind {
     /// `test_before_acquire: true` (a verifying round trip per checkout);
     /// only in the bench's own measurement.
     FailoverDefault,
+    /// The deadpool failover pool with `test_bypass_window: 500ms` (the
+    /// check only for connections idle that long); only in the bench's own
+    /// measurement.
+    FailoverBypass,
     /// A second raw pool, configured like the first: raw vs raw-b is the
     /// noise floor of the comparison (only in the bench's own measurement).
     RawB,
@@ -95,6 +99,7 @@ impl Kind {
             Kind::Raw => "raw",
             Kind::Failover => "failover",
             Kind::FailoverDefault => "failover-default",
+            Kind::FailoverBypass => "failover-bypass-500ms",
             Kind::RawB => "raw-b",
         }
     }
@@ -110,6 +115,7 @@ struct Pools {
     deadpool_raw_b: deadpool_postgres::Pool,
     deadpool_failover: FailoverPool<DeadpoolPostgres>,
     deadpool_failover_default: FailoverPool<DeadpoolPostgres>,
+    deadpool_failover_bypass: FailoverPool<DeadpoolPostgres>,
 }
 
 impl Pools {
@@ -164,6 +170,15 @@ impl Pools {
         )
         .await
         .expect("failover deadpool pool");
+        let deadpool_failover_bypass = FailoverPool::<DeadpoolPostgres>::connect(
+            &urls,
+            PoolConfig {
+                test_bypass_window: Some(Duration::from_millis(500)),
+                ..config.clone()
+            },
+        )
+        .await
+        .expect("failover deadpool pool (bypass window)");
         let deadpool_failover_default = FailoverPool::<DeadpoolPostgres>::connect(&urls, config)
             .await
             .expect("failover deadpool pool (default config)");
@@ -175,6 +190,7 @@ impl Pools {
             deadpool_raw_b,
             deadpool_failover,
             deadpool_failover_default,
+            deadpool_failover_bypass,
         }
     }
 
@@ -204,17 +220,17 @@ impl Pools {
                 let done = client.execute("SELECT 1", &[]).await;
                 black_box(done.expect("SELECT 1 on the raw deadpool pool"));
             }
-            (Lib::Deadpool, Kind::Failover | Kind::FailoverDefault) => {
-                let pool = if kind == Kind::Failover {
-                    &self.deadpool_failover
-                } else {
-                    &self.deadpool_failover_default
+            (Lib::Deadpool, Kind::Failover | Kind::FailoverDefault | Kind::FailoverBypass) => {
+                let pool = match kind {
+                    Kind::Failover => &self.deadpool_failover,
+                    Kind::FailoverDefault => &self.deadpool_failover_default,
+                    _ => &self.deadpool_failover_bypass,
                 };
                 let client = pool.writer().await.expect("failover deadpool writer");
                 let done = client.execute("SELECT 1", &[]).await;
                 black_box(done.expect("SELECT 1 on the failover deadpool pool"));
             }
-            (Lib::Sqlx, Kind::FailoverDefault) => {
+            (Lib::Sqlx, Kind::FailoverDefault | Kind::FailoverBypass) => {
                 unreachable!("the sqlx failover pool already runs with the defaults")
             }
         }
@@ -620,8 +636,8 @@ fn main() {
     .expect("tokio runtime");
     let cluster = runtime
         .block_on(LocalPgCluster::start(
-            // 7 pools of 16 connections, probes and replication.
-            PgClusterOptions::new().setting("max_connections", "160"),
+            // 8 pools of 16 connections, probes and replication.
+            PgClusterOptions::new().setting("max_connections", "180"),
         ))
         .unwrap_or_else(|e| panic!("starting the local PostgreSQL cluster failed: {e}"));
     eprintln!(
@@ -641,6 +657,7 @@ fn main() {
             (Lib::Deadpool, Kind::RawB),
             (Lib::Deadpool, Kind::Failover),
             (Lib::Deadpool, Kind::FailoverDefault),
+            (Lib::Deadpool, Kind::FailoverBypass),
         ];
         for (lib, kind) in all {
             for _ in 0..3 {
@@ -688,6 +705,7 @@ fn main() {
         (Lib::Deadpool, Kind::Failover),
         (Lib::Deadpool, Kind::RawB),
         (Lib::Deadpool, Kind::FailoverDefault),
+        (Lib::Deadpool, Kind::FailoverBypass),
     ];
     for (lib, failover_kind) in pairs {
         for tasks in [1, POOL_SIZE] {
@@ -714,8 +732,13 @@ fn main() {
                     "noise floor (a second raw pool vs the raw pool): {pair} ratio={:.3}",
                     o.ratio
                 )),
+                Kind::FailoverBypass => extra.push(format!(
+                    "with test_bypass_window 500ms (no check for recently used connections): \
+                     {pair} ratio={:.3}",
+                    o.ratio
+                )),
                 _ => extra.push(format!(
-                    "with PoolConfig::default() (test_before_acquire: RecyclingMethod::Verified): \
+                    "with PoolConfig::default() (a round-trip check per checkout): \
                      {pair} ratio={:.3}",
                     o.ratio
                 )),

@@ -86,6 +86,10 @@ struct PostgresArgs {
     /// Client-side limit of one operation (and the pool's acquire timeout).
     #[arg(long, value_parser = parse_duration, default_value = "2s")]
     op_timeout: Duration,
+    /// Skip the pool's round-trip check for a connection used less than
+    /// this long ago (0s: check every checkout; default: the backend's).
+    #[arg(long, value_parser = parse_duration)]
+    test_bypass_window: Option<Duration>,
     /// Write the report as JSON to this file.
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
@@ -115,6 +119,7 @@ impl PostgresArgs {
             probe_timeout: self.probe_timeout,
             connect_timeout: self.connect_timeout,
             op_timeout: self.op_timeout,
+            test_bypass_window: self.test_bypass_window,
             json: self.json.clone(),
             svg: self.svg.clone(),
             progress: !self.quiet,

@@ -128,10 +128,12 @@ pub struct PoolConfig {
     pub test_before_acquire: bool,
     /// With `test_before_acquire`, a connection used less than this long
     /// ago is handed out without the round trip (HikariCP's
-    /// `aliveBypassWindowMs`). `None` takes the backend's default, chosen
-    /// by measurement (see the README): deadpool, whose connections notice
-    /// a crashed server by themselves, 500 ms; sqlx, whose connections
-    /// cannot, zero (always check, as `sqlx::PgPool` does).
+    /// `aliveBypassWindowMs`), which saves that round trip under load. The
+    /// price, measured in the drills (see the README): a frozen or cut-off
+    /// node is not noticed by a bypassed connection, so operations started
+    /// in the first moments of such a fault hang and fail, and may run on
+    /// the old primary when it wakes up. `None` (the default) means zero
+    /// for every backend: every checkout is checked.
     #[serde(with = "humantime_serde")]
     pub test_bypass_window: Option<Duration>,
 }

@@ -18,7 +18,7 @@
 //! let config = PoolConfig::default();
 //! let pool = FailoverPool::new(MockBackend::new(&cluster, &config), cluster.specs(), config).await?;
 //! let mut conn = pool.get(Route::Writer).await?;
-//! conn.write()?;
+//! conn.write().expect("the primary takes writes");
 //! assert_eq!(cluster.writes("a"), 1);
 //! # Ok(()) }
 //! ```

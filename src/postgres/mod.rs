@@ -1,6 +1,6 @@
 //! Postgres backends: the probe (role, timeline, WAL positions, lag), the
-//! SQLSTATE classification, [`FailoverPgPool`](sqlx::FailoverPgPool) (sqlx)
-//! and [`DeadpoolPostgres`](deadpool::DeadpoolPostgres) (deadpool-postgres).
+//! SQLSTATE classification, [`FailoverPgPool`] (sqlx) and
+//! [`DeadpoolPostgres`] (deadpool-postgres).
 //!
 //! Both backends are thin: node ids, routing, read-your-writes, waiting,
 //! retiring stale connections and the transaction outcome rules live once,
@@ -11,12 +11,22 @@
 //! `deadpool_postgres::Object`.
 //!
 //! # How a node is probed
-//! One round trip, [`PROBE_SQL`]: `pg_is_in_recovery()`; the timeline (on a
-//! primary from `pg_walfile_name(pg_current_wal_lsn())`, on a standby from
-//! the WAL receiver, else the last checkpoint); the current (primary) or
-//! replayed (standby) LSN; the received LSN; and the replay delay (zero when
+//! One round trip: `pg_is_in_recovery()`; the timeline (on a primary from
+//! `pg_walfile_name(pg_current_wal_lsn())`, on a standby from the WAL
+//! receiver, else the last checkpoint); the current (primary) or replayed
+//! (standby) LSN; the received LSN; and the replay delay (zero when
 //! everything received is replayed). The timeline is the fencing epoch: it
 //! grows with every promotion, so a primary on a lower timeline is stale.
+//!
+//! # Permissions
+//! The probe needs no privilege, but a standby's exact timeline comes from
+//! `pg_stat_wal_receiver`, whose columns only superusers and members of
+//! `pg_read_all_stats` see; for other users it falls back to the last
+//! restartpoint's timeline, which can lag behind a timeline switch (reads
+//! with a read-your-writes token then go to the writer until it catches
+//! up). Grant `pg_read_all_stats` to the pool's user for exact replica
+//! timelines. Automatic promotion and switchover call `pg_promote()`, which
+//! needs a superuser or an explicit `GRANT EXECUTE ON FUNCTION pg_promote`.
 
 use crate::core::endpoint::Role;
 use crate::error::ErrorClass;

@@ -63,6 +63,9 @@ pub struct DrillOptions {
     /// (default 2 s).
     #[serde(with = "humantime_serde")]
     pub op_timeout: Duration,
+    /// The pool's [`test_bypass_window`](crate::pool::PoolConfig::test_bypass_window)
+    /// (`None`: the backend's default).
+    pub test_bypass_window: Option<Duration>,
     /// Where to write the JSON report ([`write_outputs`](super::write_outputs)).
     pub json: Option<PathBuf>,
     /// Where to write the SVG chart ([`write_outputs`](super::write_outputs)).
@@ -89,6 +92,7 @@ impl Default for DrillOptions {
             probe_timeout: Duration::from_millis(300),
             connect_timeout: Duration::from_millis(500),
             op_timeout: Duration::from_secs(2),
+            test_bypass_window: None,
             json: None,
             svg: None,
             progress: true,
@@ -163,6 +167,7 @@ impl DrillOptions {
                 Promotion::External => PromotionPolicy::External,
             },
             read_preference: self.read_preference.into(),
+            test_bypass_window: self.test_bypass_window,
             max_connections: (self.writers + self.readers) as u32,
             ..PoolConfig::default()
         }
