@@ -132,8 +132,8 @@ pub struct PoolConfig {
     /// price, measured in the drills (see the README): a frozen or cut-off
     /// node is not noticed by a bypassed connection, so operations started
     /// in the first moments of such a fault hang and fail, and may run on
-    /// the old primary when it wakes up. `None` (the default) means zero
-    /// for every backend: every checkout is checked.
+    /// the old primary when it wakes up. `None` (the default) means zero:
+    /// every checkout is checked.
     #[serde(with = "humantime_serde")]
     pub test_bypass_window: Option<Duration>,
 }
@@ -161,6 +161,14 @@ impl Default for PoolConfig {
 }
 
 impl PoolConfig {
+    /// The connection check backends apply on checkout: `None` for none,
+    /// `Some(window)` for a round trip unless the connection was used less
+    /// than `window` ago (zero: always).
+    pub fn connection_check(&self) -> Option<Duration> {
+        self.test_before_acquire
+            .then(|| self.test_bypass_window.unwrap_or(Duration::ZERO))
+    }
+
     /// Checks the values; every problem names its field.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: &str| Err(Error::Config(m.to_owned()));

@@ -129,13 +129,6 @@ pub struct DeadpoolPostgres {
     check_idle_after: Option<Duration>,
 }
 
-/// The bypass window of [`PoolConfig::test_bypass_window`] when it is
-/// `None`: none, every checkout is checked. tokio-postgres notices a crashed
-/// server by itself, but not a frozen or cut-off one: measured in the freeze
-/// drill, a 500 ms window let 7–8 writes per run reach the frozen primary
-/// (see the README).
-const DEFAULT_BYPASS_WINDOW: Duration = Duration::ZERO;
-
 /// Per-node state of [`DeadpoolPostgres`]: parsed connect options and the
 /// probe connection. Its `Debug` shows hosts and ports only.
 pub struct DeadpoolNode {
@@ -174,9 +167,7 @@ impl Backend for DeadpoolPostgres {
         DeadpoolPostgres {
             max_connections: config.max_connections as usize,
             connect_timeout: config.connect_timeout,
-            check_idle_after: config
-                .test_before_acquire
-                .then(|| config.test_bypass_window.unwrap_or(DEFAULT_BYPASS_WINDOW)),
+            check_idle_after: config.connection_check(),
         }
     }
 

@@ -161,9 +161,7 @@ impl Backend for SqlxPostgres {
             max_connections: config.max_connections,
             min_connections: config.min_connections,
             connect_timeout: config.connect_timeout,
-            check_idle_after: config
-                .test_before_acquire
-                .then(|| config.test_bypass_window.unwrap_or(Duration::ZERO)),
+            check_idle_after: config.connection_check(),
         }
     }
 
