@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::pool::FailoverPool;
 use crate::pool::backend::Backend;
 use crate::pool::config::{PoolConfig, PromotionPolicy, ReadPreference};
+use crate::pool::node::NodeSpec;
 use crate::pool::source::TopologySource;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -159,7 +160,8 @@ impl<B: Backend> PoolBuilder<B> {
             }
             (None, false) => {
                 let urls: Vec<&str> = self.urls.iter().map(Redacted::expose).collect();
-                FailoverPool::connect_with(&urls, self.config).await
+                let nodes = NodeSpec::from_urls(&urls, B::DEFAULT_PORT)?;
+                FailoverPool::new(backend, nodes, self.config).await
             }
             (Some(_), false) => Err(Error::Config(
                 "give the pool either node URLs or a topology source, not both".into(),
