@@ -265,6 +265,10 @@ pub enum Error {
         /// What this crate was doing when it failed ("probe", "promotion",
         /// "switchover", "write token", …); `None` for the caller's own operation.
         operation: Option<&'static str>,
+        /// The operation certainly did not take effect: it was never sent
+        /// (a failed connect) or its transaction was rolled back. Then
+        /// [`Error::may_have_executed`] is `false` whatever the class.
+        unapplied: bool,
         /// How the error was classified.
         class: ErrorClass,
         /// The backend's error.
@@ -324,6 +328,9 @@ impl Error {
                 may_have_executed, ..
             } => *may_have_executed,
             Error::OutcomeUnknown { .. } => true,
+            Error::Backend {
+                unapplied: true, ..
+            } => false,
             Error::Backend { class, .. } => match class {
                 ErrorClass::Failover { may_have_executed } => *may_have_executed,
                 // An application error came from the server: it executed (and failed).
@@ -354,8 +361,38 @@ impl Error {
         Error::Backend {
             endpoint: endpoint.into(),
             operation: None,
+            unapplied: false,
             class,
             source: source.into(),
+        }
+    }
+
+    /// Marks a [`Error::Backend`] as certainly without effect (never sent,
+    /// or rolled back), so [`Error::may_have_executed`] says `false` (other
+    /// variants are returned unchanged).
+    ///
+    /// ```
+    /// use failover_pool::{Error, ErrorClass};
+    /// let e = Error::backend("db-1", ErrorClass::Application, "password authentication failed");
+    /// assert!(e.may_have_executed()); // the server answered: by default it ran
+    /// assert!(!e.unapplied().may_have_executed());
+    /// ```
+    pub fn unapplied(self) -> Self {
+        match self {
+            Error::Backend {
+                endpoint,
+                operation,
+                class,
+                source,
+                ..
+            } => Error::Backend {
+                endpoint,
+                operation,
+                unapplied: true,
+                class,
+                source,
+            },
+            other => other,
         }
     }
 
@@ -371,12 +408,14 @@ impl Error {
         match self {
             Error::Backend {
                 endpoint,
+                unapplied,
                 class,
                 source,
                 ..
             } => Error::Backend {
                 endpoint,
                 operation: Some(op),
+                unapplied,
                 class,
                 source,
             },

@@ -741,3 +741,82 @@ async fn discovery_feeds_the_node_set_and_names_the_writer() {
     wait_until("a removed", || pool.topology().node("a").is_none()).await;
     assert_eq!(write_once(&pool).await, "b");
 }
+
+// ---- review findings, kept as regressions ----
+
+/// Every acquire attempt, the first included, is bounded by the caller's deadline.
+#[tokio::test(start_paused = true)]
+async fn the_first_attempt_is_bounded_by_the_acquire_timeout() {
+    let cluster = cluster_of(&[("a", Replica)]);
+    cluster.set_health("a", MockHealth::Busy); // probes answer, acquires take connect_timeout
+    let config = PoolConfig {
+        acquire_timeout: Duration::from_secs(2),
+        connect_timeout: Duration::from_secs(2),
+        ..config(PromotionPolicy::External)
+    };
+    let pool = FailoverPool::new(MockBackend::new(&cluster, &config), cluster.specs(), config)
+        .await
+        .expect("pool");
+    let c2 = cluster.clone();
+    tokio::spawn(async move {
+        sleep(ms(1500)).await;
+        c2.set_role("a", Primary, 1);
+    });
+    let started = Instant::now();
+    let err = pool.get(Route::Writer).await.unwrap_err();
+    let waited = started.elapsed();
+    assert_eq!(err.code(), ErrorCode::NoNode, "{err}");
+    assert!(
+        waited <= Duration::from_secs(2),
+        "waited {waited:?} with acquire_timeout 2s"
+    );
+}
+
+/// A writer named by the source but not (yet) in the node set holds every write back.
+#[tokio::test(start_paused = true)]
+async fn a_claim_of_an_unknown_node_holds_writes_back() {
+    let (cluster, pool, handle) = setup_with_source(AB, &["a", "b"]).await;
+    handle.set_writer(Some("c"));
+    wait_until("the claim applied", || {
+        pool.topology().claimed_writer.as_deref() == Some("c")
+    })
+    .await;
+    wait_writer(&pool, None).await;
+    let call = spawn_get(&pool, Route::Writer);
+    sleep(ms(500)).await;
+    assert!(
+        !call.is_finished(),
+        "a write was routed while an unknown node is named"
+    );
+    assert_eq!(cluster.writes("a"), 0);
+    handle.set_writer(None);
+    assert_eq!(call.await.unwrap().expect("served"), "a");
+}
+
+/// In the round that promotes, one probe timeout of another replica counts once.
+#[tokio::test(start_paused = true)]
+async fn one_probe_timeout_in_the_promotion_round_counts_once() {
+    let confirmation = Duration::from_secs(2);
+    let (cluster, pool) = setup(
+        ABC,
+        PromotionPolicy::Automatic {
+            confirmation,
+            max_lag_bytes: 1024,
+        },
+    )
+    .await;
+    let mut events = pool.subscribe();
+    cluster.set_health("a", MockHealth::Down);
+    wait_writer(&pool, None).await;
+    let lost = Instant::now();
+    // `c` is frozen for less than one probe timeout, just before the window ends.
+    tokio::time::sleep_until(lost + confirmation - ms(60)).await;
+    cluster.set_health("c", MockHealth::Frozen);
+    sleep(ms(150)).await;
+    cluster.set_health("c", MockHealth::Up);
+    wait_until("a promoted writer", || writer(&pool).is_some()).await;
+    let c_down = drain(&mut events)
+        .iter()
+        .any(|e| matches!(&e.kind, EventKind::NodeDown { node, .. } if &**node == "c"));
+    assert!(!c_down, "c was marked down after a single probe timeout");
+}

@@ -4,10 +4,10 @@
 //! another node when the acquire fails for a failover-class reason.
 //!
 //! The fast path (a node is known and its pool hands out a connection)
-//! arms no timer, subscribes to nothing and allocates nothing: one clock
-//! read, two `arc-swap` loads and a few reference-count increments. The
-//! acquire timeout counts from the call: retries are bounded by the time
-//! left, and the first attempt by the backend's connect timeout.
+//! subscribes to nothing and allocates nothing: one clock read, two
+//! `arc-swap` loads, a few reference-count increments, and a timer entry
+//! only if the node pool's acquire has to wait. The acquire timeout counts
+//! from the call and bounds every attempt.
 
 use crate::core::Classify;
 use crate::error::{BoxError, Error, Result};
@@ -82,23 +82,20 @@ impl<B: Backend> Inner<B> {
         let wait = Wait::new(self.config.acquire_timeout);
         let mut avoid: Option<(Arc<Slot<B>>, u64)> = None;
         let mut last: Option<BoxError> = None;
-        let mut retry = false;
         loop {
             let node = match self.wait_for(&wait, avoid.as_ref(), route).await {
                 Ok(n) => n,
                 Err(Error::NoNode { .. }) => return Err(wait.no_node(route, last)),
                 Err(e) => return Err(e),
             };
+            // Every attempt is bounded by the caller's deadline: a node pool
+            // may spend several connect timeouts on one acquire (a recycle
+            // check, then a new connection, on a frozen node).
             let attempt = self.backend.acquire(&node.pool);
-            let result = if retry {
-                match tokio::time::timeout_at(wait.deadline, attempt).await {
-                    Ok(r) => r,
-                    Err(_) => return Err(wait.no_node(route, last)),
-                }
-            } else {
-                attempt.await
+            let result = match tokio::time::timeout_at(wait.deadline, attempt).await {
+                Ok(r) => r,
+                Err(_) => return Err(wait.no_node(route, last)),
             };
-            retry = true;
             match result {
                 Ok(conn) => {
                     if route.is_writer() && !self.still_writer(&node.slot) {
@@ -112,7 +109,11 @@ impl<B: Backend> Inner<B> {
                 Err(e) => {
                     let class = e.classify();
                     if !class.is_failover() {
-                        return Err(Error::backend(&**node.id(), class, e));
+                        // Refused by the server (bad password, unknown
+                        // database, …): nothing of the caller's was sent.
+                        return Err(Error::backend(&**node.id(), class, e)
+                            .during("connect")
+                            .unapplied());
                     }
                     if B::is_exhausted(&e) {
                         // Busy, not broken: wait on the same node again.

@@ -162,11 +162,11 @@ impl<B: Backend> Reporter<B> {
         Error::backend(&**self.node.id(), class, error)
     }
 
-    /// An error inside a transaction, before `COMMIT` was sent: reported; a
-    /// failover-class one did not execute (the server rolls the
-    /// transaction back when its connection dies), so it says
+    /// An error inside a transaction, before `COMMIT` was sent: reported;
+    /// the transaction is rolled back (by the caller's rollback, or by the
+    /// server when the connection died), so it says
     /// `may_have_executed() == false` and the caller may retry the whole
-    /// transaction.
+    /// transaction (after fixing the cause, for an application error).
     pub fn observe_in_transaction<E>(&self, error: E) -> Error
     where
         E: Classify + std::error::Error + Send + Sync + 'static,
@@ -175,12 +175,13 @@ impl<B: Backend> Reporter<B> {
             ErrorClass::Failover { .. } => ErrorClass::not_executed(),
             app => app,
         };
-        Error::backend(&**self.node.id(), class, error)
+        Error::backend(&**self.node.id(), class, error).unapplied()
     }
 
     /// An error from `COMMIT`: reported; a failover-class one is
     /// [`Error::OutcomeUnknown`] (the commit may or may not be durable, and
-    /// is never replayed).
+    /// is never replayed); one the server answered with (a serialization
+    /// failure, a deferred constraint) rolled the transaction back.
     pub fn observe_commit<E>(&self, error: E) -> Error
     where
         E: Classify + std::error::Error + Send + Sync + 'static,
@@ -190,7 +191,9 @@ impl<B: Backend> Reporter<B> {
                 node: self.node.id().to_string(),
                 source: Box::new(error),
             },
-            class @ ErrorClass::Application => Error::backend(&**self.node.id(), class, error),
+            class @ ErrorClass::Application => {
+                Error::backend(&**self.node.id(), class, error).unapplied()
+            }
         }
     }
 }

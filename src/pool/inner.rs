@@ -45,6 +45,13 @@ pub(crate) struct Slot<B: Backend> {
     up_gauge: metrics::Gauge,
 }
 
+impl<B: Backend> Slot<B> {
+    /// The node left the pool: its reachability gauge says so.
+    pub(crate) fn mark_removed(&self) {
+        self.up_gauge.set(0.0);
+    }
+}
+
 impl<B: Backend> fmt::Debug for Slot<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Slot")
@@ -171,13 +178,15 @@ impl<B: Backend> Inner<B> {
     /// promotion decision is due (so the prober can wake up exactly then).
     pub(crate) async fn probe_round(this: &Arc<Self>) -> Option<Instant> {
         let mut reconciler = this.reconciler.lock().await;
+        if this.closed.load(Relaxed) {
+            return None;
+        }
         let slots = Arc::clone(&this.routing.load().slots);
-        let mut results = Self::probe_all(this, &slots).await;
+        let results = Self::probe_all(this, &slots).await;
         let out = reconciler.apply(&results, Instant::now());
         this.publish(&reconciler, &slots, &out);
         if let Some(candidate) = out.promote {
-            Self::promote_automatically(this, &mut reconciler, &slots, &mut results, candidate)
-                .await;
+            Self::promote_automatically(this, &mut reconciler, &slots, candidate).await;
         }
         let now = Instant::now();
         let due = if reconciler.suspect() {
@@ -197,7 +206,6 @@ impl<B: Backend> Inner<B> {
         this: &Arc<Self>,
         reconciler: &mut Reconciler,
         slots: &Arc<[Arc<Slot<B>>]>,
-        results: &mut [ProbeResult],
         candidate: usize,
     ) {
         let slot = &slots[candidate];
@@ -208,8 +216,8 @@ impl<B: Backend> Inner<B> {
                 // Re-probe only the promoted node and keep this round's
                 // results for the others: a frozen old primary must not
                 // delay publishing the new writer by another probe timeout.
-                results[candidate] = Self::probe_one(this, slot).await;
-                let out = reconciler.apply(results, Instant::now());
+                let fresh = Self::probe_one(this, slot).await;
+                let out = reconciler.apply_one(candidate, &fresh, Instant::now());
                 this.publish(reconciler, slots, &out);
             }
             Err(e) => {
@@ -355,12 +363,13 @@ impl<B: Backend> Inner<B> {
     }
 
     /// Runs a promotion or switchover (bounded by `promotion_timeout`), then
-    /// records it: the node wins ties from now on, a counter, a metric and a
-    /// `Promoted` event.
+    /// records it: a counter, a metric and a `Promoted` event, and (also
+    /// when it may have happened) the node is reserved the writer role until
+    /// it reports itself primary, and wins ties from then on.
     pub(crate) async fn make_writer<E: Classify + std::error::Error + Send + Sync + 'static>(
         this: &Arc<Self>,
         reconciler: &mut Reconciler,
-        slots: &[Arc<Slot<B>>],
+        slots: &Arc<[Arc<Slot<B>>]>,
         index: usize,
         what: &'static str,
         action: impl Future<Output = std::result::Result<(), E>>,
@@ -368,9 +377,8 @@ impl<B: Backend> Inner<B> {
         let id = &slots[index].spec.id;
         let started = Instant::now();
         let timeout = this.config.promotion_timeout;
-        match tokio::time::timeout(timeout, action).await {
+        let result = match tokio::time::timeout(timeout, action).await {
             Ok(Ok(())) => {
-                reconciler.set_preferred(index);
                 this.stats.promotions.fetch_add(1, Relaxed);
                 metrics::counter!(names::POOL_PROMOTIONS_TOTAL, "manager" => this.label.clone(), "node" => SharedString::from(Arc::clone(id))).increment(1);
                 this.events.emit(EventKind::Promoted {
@@ -388,6 +396,20 @@ impl<B: Backend> Inner<B> {
                 after: timeout,
                 may_have_executed: true,
             }),
+        };
+        if result
+            .as_ref()
+            .map_or_else(Error::may_have_executed, |()| true)
+        {
+            // The node is (or may be) primary now, but nothing has demoted
+            // the old writer yet: until the promoted node reports itself
+            // primary, no other node gets writes. Published before the lock
+            // is released, so no caller sees the old writer again.
+            reconciler.promoted(index, Instant::now() + timeout);
+            let mut out = reconciler.reevaluate(Instant::now());
+            out.promote = None;
+            this.publish(reconciler, slots, &out);
         }
+        result
     }
 }

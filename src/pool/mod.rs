@@ -287,7 +287,9 @@ impl<B: Backend> FailoverPool<B> {
     }
 
     /// Stops the background tasks and closes every node pool; calls
-    /// waiting for a node get [`Error::Closed`].
+    /// waiting for a node get [`Error::Closed`]. Every pool stops handing
+    /// out connections at once; like `PgPool::close`, this returns when the
+    /// connections checked out now have been returned.
     pub async fn close(&self) {
         self.inner.closed.store(true, Relaxed);
         self.inner.wake_waiters();
@@ -300,15 +302,27 @@ impl<B: Backend> FailoverPool<B> {
         {
             task.abort();
         }
+        // Under the reconciler's lock: no probe round retires a node (and
+        // opens a new generation) while the pools are being closed.
+        let _reconciler = self.inner.reconciler.lock().await;
         let slots = Arc::clone(&self.inner.routing.load().slots);
-        for s in slots.iter() {
-            let pool = s.live.load().pool.clone();
-            self.inner.backend.close_pool(pool).await;
-        }
+        let closing: Vec<_> = slots
+            .iter()
+            .map(|s| self.inner.backend.close_pool(s.live.load().pool.clone()))
+            .collect();
+        futures_join_all(closing).await;
     }
 
     /// Whether [`FailoverPool::close`] was called.
     pub fn is_closed(&self) -> bool {
         self.inner.closed.load(Relaxed)
+    }
+}
+
+/// Awaits every future, concurrently, without a dependency on `futures`.
+async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(futures: Vec<F>) {
+    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    for h in handles {
+        let _ = h.await;
     }
 }

@@ -43,6 +43,11 @@ impl<B: Backend> FailoverPool<B> {
             let mut reconciler = self.inner.reconciler.lock().await;
             let slots = Arc::clone(&self.inner.routing.load().slots);
             let index = self.index_of(&slots, id)?;
+            if self.topology().node(id).is_some_and(|n| n.fenced) {
+                return Err(Error::Config(format!(
+                    "node `{id}` is a fenced primary: rejoin it as a replica before promoting it"
+                )));
+            }
             let promote = self.inner.backend.promote(&slots[index].node);
             Inner::make_writer(
                 &self.inner,

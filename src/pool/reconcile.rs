@@ -83,6 +83,11 @@ pub(crate) struct Reconciler {
     preferred: Option<Arc<str>>,
     /// The writer an orchestrator names (topology source); only it may be the writer.
     claim: Option<Arc<str>>,
+    /// A node this pool just promoted, until it reports itself primary (or
+    /// the deadline passes, or it is fenced): only it may become the writer
+    /// meanwhile, so writes do not go back to the old primary, which
+    /// nothing has demoted yet.
+    pending: Option<(Arc<str>, Instant)>,
     /// Whether any writer was ever seen (finding the first one is not a
     /// failover, and automatic promotion needs a writer to have been lost).
     had_writer: bool,
@@ -110,6 +115,7 @@ impl Reconciler {
             last_writer_position: 0,
             preferred: None,
             claim: None,
+            pending: None,
             had_writer: false,
             promotion_blocked_until: None,
         }
@@ -129,6 +135,13 @@ impl Reconciler {
     /// Remembers a node this pool promoted (it wins ties from now on).
     pub(crate) fn set_preferred(&mut self, index: usize) {
         self.preferred = Some(Arc::clone(&self.nodes[index].status.id));
+    }
+
+    /// This pool promoted (or may have promoted) the node at `index`: until
+    /// it reports itself primary, or `until`, no other node gets writes.
+    pub(crate) fn promoted(&mut self, index: usize, until: Instant) {
+        self.set_preferred(index);
+        self.pending = Some((Arc::clone(&self.nodes[index].status.id), until));
     }
 
     /// The writer an orchestrator names (or `None`). Returns whether it changed.
@@ -152,11 +165,18 @@ impl Reconciler {
         });
     }
 
-    /// Removes the node at `index`; removing the writer starts a failover.
-    /// Call [`Reconciler::node_set_changed`] after a batch.
-    pub(crate) fn remove(&mut self, index: usize, now: Instant, events: &mut Vec<EventKind>) {
+    /// Removes the node at `index`; removing the writer starts a failover
+    /// (returns whether it was the writer). Call
+    /// [`Reconciler::node_set_changed`] after a batch.
+    pub(crate) fn remove(
+        &mut self,
+        index: usize,
+        now: Instant,
+        events: &mut Vec<EventKind>,
+    ) -> bool {
         let removed = self.nodes.remove(index);
         let shift = |i: usize| if i > index { i - 1 } else { i };
+        let lost_writer = self.writer == Some(index);
         match self.writer {
             Some(w) if w == index => {
                 events.push(EventKind::FailoverStarted {
@@ -174,6 +194,7 @@ impl Reconciler {
             .filter(|&&r| r != index)
             .map(|&r| shift(r))
             .collect();
+        lost_writer
     }
 
     /// Ends a batch of [`Reconciler::add`] / [`Reconciler::remove`]: the
@@ -188,7 +209,24 @@ impl Reconciler {
         debug_assert_eq!(results.len(), self.nodes.len());
         let before = self.statuses();
         let mut out = Outcome::default();
-        self.record_probes(results, &mut out);
+        for (i, r) in results.iter().enumerate() {
+            self.record_probe(i, r, &mut out);
+        }
+        self.decide(&before, now, &mut out);
+        out
+    }
+
+    /// Applies one fresh probe of one node (the others keep what this round
+    /// already recorded for them).
+    pub(crate) fn apply_one(
+        &mut self,
+        index: usize,
+        result: &ProbeResult,
+        now: Instant,
+    ) -> Outcome {
+        let before = self.statuses();
+        let mut out = Outcome::default();
+        self.record_probe(index, result, &mut out);
         self.decide(&before, now, &mut out);
         out
     }
@@ -210,7 +248,7 @@ impl Reconciler {
     fn decide(&mut self, before: &[NodeStatus], now: Instant, out: &mut Outcome) {
         let old_writer = self.writer;
         self.fence_stale_primaries(out);
-        let writer = self.elect_writer(out);
+        let writer = self.elect_writer(now, out);
         self.track_writer_change(writer, now, out);
         self.update_lag_and_readers();
         self.collect_retirements(before, old_writer, out);
@@ -226,54 +264,54 @@ impl Reconciler {
         out.promote = self.promotion_decision(now);
     }
 
-    /// Step 1: reachability and roles from this round's probes.
-    fn record_probes(&mut self, results: &[ProbeResult], out: &mut Outcome) {
-        for (t, r) in self.nodes.iter_mut().zip(results) {
-            let n = &mut t.status;
-            match &r.probe {
-                Ok(p) => {
-                    if !n.up {
-                        out.events.push(EventKind::NodeUp {
-                            node: Arc::clone(&n.id),
-                            role: p.role,
-                        });
-                    }
-                    if n.role.is_some_and(|r| r != p.role) {
-                        out.events.push(EventKind::RoleChanged {
-                            node: Arc::clone(&n.id),
-                            from: n.role,
-                            to: p.role,
-                        });
-                    }
-                    t.soft_failures = 0;
-                    n.up = true;
-                    n.role = Some(p.role);
-                    n.epoch = p.epoch;
-                    n.position = p.position;
-                    n.received = p.received;
-                    n.lag = p.lag;
-                    n.rtt = Some(r.rtt);
-                    n.last_error = None;
-                    self.highest_epoch = self.highest_epoch.max(p.epoch);
+    /// Step 1: reachability and role of one node, from its probe.
+    fn record_probe(&mut self, index: usize, r: &ProbeResult, out: &mut Outcome) {
+        let soft_limit = self.rules.soft_limit;
+        let t = &mut self.nodes[index];
+        let n = &mut t.status;
+        match &r.probe {
+            Ok(p) => {
+                if !n.up {
+                    out.events.push(EventKind::NodeUp {
+                        node: Arc::clone(&n.id),
+                        role: p.role,
+                    });
                 }
-                Err(e) => {
-                    n.last_error = Some(e.clone());
-                    if !r.hard {
-                        t.soft_failures += 1;
-                        if n.up && t.soft_failures < self.rules.soft_limit {
-                            // One slow probe: keep the node as it was.
-                            continue;
-                        }
-                    }
-                    if n.up {
-                        out.events.push(EventKind::NodeDown {
-                            node: Arc::clone(&n.id),
-                            reason: e.clone(),
-                        });
-                    }
-                    n.up = false;
-                    n.rtt = None;
+                if n.role.is_some_and(|r| r != p.role) {
+                    out.events.push(EventKind::RoleChanged {
+                        node: Arc::clone(&n.id),
+                        from: n.role,
+                        to: p.role,
+                    });
                 }
+                t.soft_failures = 0;
+                n.up = true;
+                n.role = Some(p.role);
+                n.epoch = p.epoch;
+                n.position = p.position;
+                n.received = p.received;
+                n.lag = p.lag;
+                n.rtt = Some(r.rtt);
+                n.last_error = None;
+                self.highest_epoch = self.highest_epoch.max(p.epoch);
+            }
+            Err(e) => {
+                n.last_error = Some(e.clone());
+                if !r.hard {
+                    t.soft_failures += 1;
+                    if n.up && t.soft_failures < soft_limit {
+                        // One slow probe: keep the node as it was.
+                        return;
+                    }
+                }
+                if n.up {
+                    out.events.push(EventKind::NodeDown {
+                        node: Arc::clone(&n.id),
+                        reason: e.clone(),
+                    });
+                }
+                n.up = false;
+                n.rtt = None;
             }
         }
     }
@@ -308,28 +346,46 @@ impl Reconciler {
         }
     }
 
-    /// Step 3: at most one writer. With an orchestrator's claim, only the
-    /// claimed node may be it (once it reports itself primary); otherwise,
-    /// of several primaries on the highest epoch the current writer wins,
-    /// then the node promoted or followed last, and the others are fenced.
-    fn elect_writer(&mut self, out: &mut Outcome) -> Option<usize> {
+    /// Step 3: at most one writer. While an orchestrator names a writer, or
+    /// a node this pool promoted has not reported itself primary yet, only
+    /// that node may be it (others are held back, not fenced: they are being
+    /// demoted, and the view may still move); a claim naming a node the pool
+    /// does not have holds every write back. Otherwise, of several primaries
+    /// on the highest epoch the current writer wins, then the node promoted
+    /// or followed last, and the others are fenced.
+    fn elect_writer(&mut self, now: Instant, out: &mut Outcome) -> Option<usize> {
         let claimants: Vec<usize> = (0..self.nodes.len())
             .filter(|&i| self.nodes[i].status.is_writable())
             .collect();
-        if let Some(claim) = &self.claim
-            && self.index_of(claim).is_some()
-        {
-            // Other primaries are held back, not fenced: the orchestrator is
-            // demoting them, and its view may still move.
+        if let Some(only) = self.reserved_for(now) {
             return claimants
                 .into_iter()
-                .find(|&i| self.nodes[i].status.id == *claim);
+                .find(|&i| self.nodes[i].status.id == only);
         }
         match claimants.as_slice() {
             [] => None,
             [one] => Some(*one),
             many => Some(self.resolve_split_brain(many, out)),
         }
+    }
+
+    /// The node the writer role is reserved for, if any: the orchestrator's
+    /// claim, else a pending promotion of this pool (dropped once it is the
+    /// writer, fenced, or past its deadline).
+    fn reserved_for(&mut self, now: Instant) -> Option<Arc<str>> {
+        if let Some(claim) = &self.claim {
+            return Some(Arc::clone(claim));
+        }
+        let (id, until) = self.pending.as_ref()?;
+        let done = now >= *until
+            || self
+                .index_of(id)
+                .is_none_or(|i| self.writer == Some(i) || self.nodes[i].status.fenced);
+        if done {
+            self.pending = None;
+            return None;
+        }
+        Some(Arc::clone(id))
     }
 
     fn resolve_split_brain(&mut self, many: &[usize], out: &mut Outcome) -> usize {
@@ -479,6 +535,7 @@ impl Reconciler {
             } if self.writer.is_none()
                 && self.had_writer
                 && self.claim.is_none()
+                && self.pending.is_none()
                 && self.promotion_blocked_until.is_none_or(|t| now >= t)
                 && self
                     .writer_lost_at
@@ -506,7 +563,10 @@ impl Reconciler {
     pub(crate) fn promotion_due(&self) -> Option<Instant> {
         match &self.rules.policy {
             PromotionPolicy::Automatic { confirmation, .. }
-                if self.writer.is_none() && self.had_writer && self.claim.is_none() =>
+                if self.writer.is_none()
+                    && self.had_writer
+                    && self.claim.is_none()
+                    && self.pending.is_none() =>
             {
                 let due = self.writer_lost_at.map(|t| t + *confirmation);
                 due.max(self.promotion_blocked_until)

@@ -20,7 +20,7 @@
 //! `Discovery`).
 
 use crate::core::events::EventKind;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::pool::backend::Backend;
 use crate::pool::inner::{Inner, Slot};
 use crate::pool::node::{NodeSpec, check_unique};
@@ -152,9 +152,10 @@ impl TopologySource for ManualTopology {
     fn next_view(&self) -> TopologyFuture<'_> {
         Box::pin(async move {
             let mut rx = self.rx.lock().await;
-            rx.changed()
-                .await
-                .map_err(|_| Error::Config("the topology handle was dropped".into()))?;
+            if rx.changed().await.is_err() {
+                // Every handle is gone: the view can no longer change.
+                std::future::pending::<()>().await;
+            }
             Ok(rx.borrow_and_update().clone())
         })
     }
@@ -236,12 +237,13 @@ impl<B: Backend> Inner<B> {
         let now = Instant::now();
         let mut slots: Vec<Arc<Slot<B>>> = Vec::with_capacity(view.nodes.len());
         let mut removed = Vec::new();
+        let mut lost_writer = false;
         for slot in current.iter() {
             if view.nodes.contains(&slot.spec) {
                 slots.push(Arc::clone(slot));
             } else {
                 // The reconciler's node list is aligned with `slots` so far.
-                reconciler.remove(slots.len(), now, &mut events);
+                lost_writer |= reconciler.remove(slots.len(), now, &mut events);
                 removed.push(Arc::clone(slot));
             }
         }
@@ -288,9 +290,11 @@ impl<B: Backend> Inner<B> {
         events.append(&mut out.events);
         out.events = events;
         out.promote = None;
+        out.writer_changed |= lost_writer;
         let slots: Arc<[Arc<Slot<B>>]> = slots.into();
         this.publish(&reconciler, &slots, &out);
         for slot in removed {
+            slot.mark_removed();
             tokio::spawn(this.backend.close_pool(slot.live.load().pool.clone()));
         }
         drop(reconciler);

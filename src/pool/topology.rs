@@ -74,7 +74,8 @@ pub struct Topology {
     pub writer: Option<usize>,
     /// Replicas that may serve reads (up, not fenced, within the lag bounds).
     pub readers: Vec<usize>,
-    /// Every node, in the order the topology source gave them.
+    /// Every node: the configured ones in order, then the ones a topology
+    /// source added, in the order they were added.
     pub nodes: Vec<NodeStatus>,
     /// The highest fencing epoch seen on any node.
     pub highest_epoch: u64,

@@ -273,10 +273,10 @@ fn a_claimed_writer_gets_writes_only_once_it_reports_primary() {
     r.apply(&[replica(1, 12), primary(1, 13)], t0);
     assert_eq!(r.topology().writer, Some(1));
     assert_eq!(r.topology().readers, vec![0]);
-    // A claim naming a node outside the set is ignored.
+    // A claim naming a node outside the set holds every write back.
     r.set_claim(Some(Arc::from("elsewhere")));
     r.reevaluate(t0);
-    assert_eq!(r.topology().writer, Some(1));
+    assert_eq!(r.topology().writer, None);
 }
 
 #[test]
@@ -339,4 +339,51 @@ fn an_added_node_gets_no_traffic_until_probed() {
     assert_eq!(topo.readers, vec![1]);
     r.apply(&[primary(1, 10), replica(1, 10), replica(1, 10)], t0);
     assert_eq!(r.topology().readers, vec![1, 2]);
+}
+
+#[test]
+fn a_promoted_node_holds_writes_back_until_it_reports_primary() {
+    let t0 = Instant::now();
+    let mut r = rec(2, PromotionPolicy::Manual, 1, t0);
+    r.apply(&[primary(1, 10), replica(1, 10)], t0);
+    assert_eq!(r.topology().writer, Some(0));
+    // This pool promoted n1; its probe is slow, n0 still says primary.
+    r.promoted(1, t0 + Duration::from_secs(5));
+    let out = r.reevaluate(t0);
+    assert_eq!(r.topology().writer, None, "no write goes back to n0");
+    assert!(out.retire.contains(&0));
+    let out = r.apply(&[primary(1, 11), timed_out()], t0);
+    assert_eq!(r.topology().writer, None);
+    assert_eq!(out.promote, None);
+    // n1 reports primary on the new timeline: it is the writer, n0 is fenced.
+    r.apply(&[primary(1, 11), primary(2, 12)], t0);
+    assert_eq!(r.topology().writer, Some(1));
+    assert!(r.topology().nodes[0].fenced);
+}
+
+#[test]
+fn a_pending_promotion_expires() {
+    let t0 = Instant::now();
+    let mut r = rec(2, PromotionPolicy::Manual, 1, t0);
+    r.apply(&[primary(1, 10), replica(1, 10)], t0);
+    r.promoted(1, t0 + Duration::from_secs(5));
+    r.reevaluate(t0);
+    assert_eq!(r.topology().writer, None);
+    // The promotion never happened: after the deadline n0 is the writer again.
+    r.apply(
+        &[primary(1, 10), replica(1, 10)],
+        t0 + Duration::from_secs(6),
+    );
+    assert_eq!(r.topology().writer, Some(0));
+}
+
+#[test]
+fn one_slow_probe_in_a_partial_round_counts_once() {
+    let t0 = Instant::now();
+    let mut r = rec(2, PromotionPolicy::External, 2, t0);
+    r.apply(&[primary(1, 10), replica(1, 10)], t0);
+    r.apply(&[primary(1, 10), timed_out()], t0);
+    // Re-applying only n0's fresh probe must not count n1's timeout again.
+    r.apply_one(0, &primary(1, 11), t0);
+    assert!(r.topology().nodes[1].up);
 }

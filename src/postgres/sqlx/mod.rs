@@ -123,6 +123,11 @@ impl Classify for sqlx::Error {
 
 /// The sqlx Postgres backend of a [`FailoverPool`]: per-node `PgPool`s and
 /// probes over a dedicated connection.
+///
+/// sqlx reports a node pool with no free connection and a node that does
+/// not answer the same way (`PoolTimedOut`), so unlike deadpool a saturated
+/// sqlx node pool makes the caller re-probe and retry until the acquire
+/// timeout; size `max_connections` for your concurrency.
 #[derive(Debug, Clone)]
 pub struct SqlxPostgres {
     max_connections: u32,
@@ -204,6 +209,9 @@ impl Backend for SqlxPostgres {
 
     #[allow(clippy::manual_async_fn)] // the future must not borrow `self`
     fn close_pool(&self, pool: PgPool) -> impl Future<Output = ()> + Send + 'static {
+        // Marks the pool closed now (sqlx does on the call), then waits for
+        // its connections when awaited.
+        drop(pool.close());
         async move { pool.close().await }
     }
 
