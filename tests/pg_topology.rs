@@ -2,7 +2,8 @@
 //! streaming-replication cluster (LocalPgCluster): a scripted topology
 //! source adds a standby under read load and removes the old primary after
 //! a failover; `writer()`/`reader()` handles taken before a failover keep
-//! working after it, on both backends. Timings are printed, never asserted.
+//! working after it, on both backends; the deadpool facade's transactions
+//! follow the same outcome rules as sqlx's. Timings are printed, never asserted.
 #![cfg(all(feature = "drill", feature = "sqlx", feature = "deadpool-postgres"))]
 
 use failover_pool::core::events::EventKind;
@@ -229,4 +230,69 @@ async fn handles_taken_before_a_failover_keep_working_after_it() {
     assert_eq!(n, 2);
     sqlx_pool.close().await;
     deadpool.close().await;
+}
+
+/// The deadpool facade's `transaction` keeps the same outcome rules as the
+/// sqlx one: committed on success; the body's own error rolls back and says
+/// it did not execute; a crash between two statements is failover-class,
+/// not executed, never replayed, and leaves no partial rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadpool_transactions_commit_roll_back_and_are_never_replayed() {
+    let c = Arc::new(cluster(1).await);
+    let pool = FailoverPool::<DeadpoolPostgres>::connect_with(&c.urls(), config())
+        .await
+        .unwrap();
+    pool.transaction(|tx| {
+        Box::pin(async move {
+            tx.execute("INSERT INTO t VALUES (1)", &[]).await?;
+            tx.execute("INSERT INTO t VALUES (2)", &[]).await
+        })
+    })
+    .await
+    .expect("committed");
+    let err = pool
+        .transaction(|tx| {
+            Box::pin(async move {
+                tx.execute("INSERT INTO t VALUES (3)", &[]).await?;
+                tx.execute("INSERT INTO t VALUES (1)", &[]).await // unique violation
+            })
+        })
+        .await
+        .unwrap_err();
+    assert!(!err.is_failover(), "{err:?}");
+    assert!(!err.may_have_executed(), "rolled back: {err:?}");
+    let runs = Arc::new(AtomicU64::new(0));
+    let (c2, runs2) = (Arc::clone(&c), Arc::clone(&runs));
+    let err = pool
+        .transaction(move |tx| {
+            Box::pin(async move {
+                runs2.fetch_add(1, Relaxed);
+                tx.execute("INSERT INTO t VALUES (100)", &[]).await?;
+                c2.kill(0).unwrap();
+                tx.execute("INSERT INTO t VALUES (101)", &[]).await
+            })
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(runs.load(Relaxed), 1, "never replayed");
+    assert!(err.is_failover(), "{err:?}");
+    assert!(!err.may_have_executed(), "cut before COMMIT: {err:?}");
+    let new_writer = spec(&c, 1).id;
+    wait_for(
+        "the standby promoted",
+        Duration::from_secs(30),
+        async || {
+            pool.topology()
+                .writer_status()
+                .is_some_and(|w| w.id == new_writer)
+        },
+    )
+    .await;
+    assert_eq!(
+        c.count(1, "SELECT count(*) FROM t WHERE id = 3 OR id >= 100")
+            .await
+            .unwrap(),
+        0
+    );
+    pool.close().await;
 }

@@ -178,6 +178,31 @@ impl<B: Backend> Reporter<B> {
         Error::backend(&**self.node.id(), class, error).unapplied()
     }
 
+    /// Ends a transaction after its body ran: rolls back (drops `tx`) and
+    /// reports a body error as [`Reporter::observe_in_transaction`], else
+    /// commits and reports a commit error as [`Reporter::observe_commit`].
+    /// The one place both Postgres backends' `transaction` end.
+    pub(crate) async fn finish_transaction<Tx, T, E, C>(
+        &self,
+        tx: Tx,
+        body: std::result::Result<T, E>,
+        commit: impl FnOnce(Tx) -> C,
+    ) -> Result<T>
+    where
+        E: Classify + std::error::Error + Send + Sync + 'static,
+        C: std::future::Future<Output = std::result::Result<(), E>>,
+    {
+        let value = match body {
+            Ok(v) => v,
+            Err(e) => {
+                drop(tx); // rollback (or nothing, if the connection is gone)
+                return Err(self.observe_in_transaction(e));
+            }
+        };
+        commit(tx).await.map_err(|e| self.observe_commit(e))?;
+        Ok(value)
+    }
+
     /// An error from `COMMIT`: reported; a failover-class one is
     /// [`Error::OutcomeUnknown`] (the commit may or may not be durable, and
     /// is never replayed); one the server answered with (a serialization

@@ -346,14 +346,7 @@ impl FailoverPool<DeadpoolPostgres> {
             .transaction()
             .await
             .map_err(|e| node.observe_in_transaction(e))?;
-        let value = match body(&tx).await {
-            Ok(v) => v,
-            Err(e) => {
-                drop(tx); // rollback (or nothing, if the connection is gone)
-                return Err(node.observe_in_transaction(e));
-            }
-        };
-        tx.commit().await.map_err(|e| node.observe_commit(e))?;
-        Ok(value)
+        let result = body(&tx).await;
+        node.finish_transaction(tx, result, |tx| tx.commit()).await
     }
 }

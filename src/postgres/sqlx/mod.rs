@@ -363,14 +363,7 @@ impl FailoverPool<SqlxPostgres> {
         let mut tx = Transaction::begin(conn, None)
             .await
             .map_err(|e| node.observe_in_transaction(e))?;
-        let value = match body(&mut tx).await {
-            Ok(v) => v,
-            Err(e) => {
-                drop(tx); // rollback (or nothing, if the connection is gone)
-                return Err(node.observe_in_transaction(e));
-            }
-        };
-        tx.commit().await.map_err(|e| node.observe_commit(e))?;
-        Ok(value)
+        let result = body(&mut tx).await;
+        node.finish_transaction(tx, result, |tx| tx.commit()).await
     }
 }
