@@ -18,6 +18,7 @@ use crate::pool::node::{NodeSpec, PoolGeneration};
 use crate::pool::route::WriteToken;
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What a node said about itself.
@@ -36,6 +37,38 @@ pub struct Probe {
     pub received: Option<u64>,
     /// On a replica, the replay delay the server reports (zero when caught up).
     pub lag: Option<Duration>,
+    /// The replication history the node reports, for stores whose fencing
+    /// epoch is 0 (Redis: `master_replid` and `master_replid2`).
+    pub lineage: Option<Lineage>,
+    /// On a replica, the id (`host:port`) of the node it replicates from.
+    pub upstream: Option<Arc<str>>,
+}
+
+impl Probe {
+    /// A probe answer with a role, epoch and position, and nothing else known.
+    pub fn new(role: Role, epoch: u64, position: u64) -> Self {
+        Probe {
+            role,
+            epoch,
+            position,
+            received: None,
+            lag: None,
+            lineage: None,
+            upstream: None,
+        }
+    }
+}
+
+/// A node's replication history: the id of the history it is on, and the
+/// one it continued from when it was promoted (Redis `master_replid` and
+/// `master_replid2`). A primary whose `id` is another node's `previous` was
+/// superseded by that promotion, and is fenced.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Lineage {
+    /// The current replication history id.
+    pub id: Arc<str>,
+    /// The history it continued from at its last promotion, if any.
+    pub previous: Option<Arc<str>>,
 }
 
 /// A data store that a [`FailoverPool`](crate::pool::FailoverPool) can drive.

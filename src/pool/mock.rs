@@ -352,6 +352,8 @@ impl Backend for MockBackend {
                 position: n.position,
                 received: (n.role == Role::Replica).then_some(n.position),
                 lag: (n.role == Role::Replica).then_some(Duration::ZERO),
+                lineage: None,
+                upstream: None,
             })),
         }
     }

@@ -59,7 +59,7 @@ pub mod source;
 mod stats;
 pub mod topology;
 
-pub use backend::{Backend, Probe};
+pub use backend::{Backend, Lineage, Probe};
 pub use builder::{PoolBuilder, PoolSpec};
 pub use config::{PoolConfig, PromotionPolicy, ReadPreference};
 pub use discovered::DiscoveredTopology;

@@ -11,6 +11,7 @@ use crate::core::events::EventKind;
 use crate::pool::backend::Probe;
 use crate::pool::config::{PoolConfig, PromotionPolicy};
 use crate::pool::topology::{NodeStatus, Topology};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -88,6 +89,9 @@ pub(crate) struct Reconciler {
     /// meanwhile, so writes do not go back to the old primary, which
     /// nothing has demoted yet.
     pending: Option<(Arc<str>, Instant)>,
+    /// Replication histories some node continued from at a promotion: a
+    /// primary still on one of them was superseded (never forgotten).
+    superseded: HashSet<Arc<str>>,
     /// Whether any writer was ever seen (finding the first one is not a
     /// failover, and automatic promotion needs a writer to have been lost).
     had_writer: bool,
@@ -116,6 +120,7 @@ impl Reconciler {
             preferred: None,
             claim: None,
             pending: None,
+            superseded: HashSet::new(),
             had_writer: false,
             promotion_blocked_until: None,
         }
@@ -293,7 +298,12 @@ impl Reconciler {
                 n.lag = p.lag;
                 n.rtt = Some(r.rtt);
                 n.last_error = None;
+                n.lineage.clone_from(&p.lineage);
+                n.upstream.clone_from(&p.upstream);
                 self.highest_epoch = self.highest_epoch.max(p.epoch);
+                if let Some(previous) = p.lineage.as_ref().and_then(|l| l.previous.as_ref()) {
+                    self.superseded.insert(Arc::clone(previous));
+                }
             }
             Err(e) => {
                 n.last_error = Some(e.clone());
@@ -316,23 +326,32 @@ impl Reconciler {
         }
     }
 
-    /// Step 2: a primary on an older epoch than the highest seen is fenced;
-    /// a fenced node that reports itself a replica is unfenced.
+    /// Step 2: a primary on an older epoch than the highest seen, or on a
+    /// replication history another node continued from at a promotion, is
+    /// fenced; a fenced node that reports itself a replica is unfenced.
     fn fence_stale_primaries(&mut self, out: &mut Outcome) {
         let highest = self.highest_epoch;
+        let superseded = &self.superseded;
         for n in self.nodes.iter_mut().map(|t| &mut t.status) {
             if !n.up {
                 continue;
             }
             match n.role {
-                Some(Role::Primary) if n.epoch < highest && !n.fenced => {
+                Some(Role::Primary) if !n.fenced => {
+                    let reason = if n.epoch < highest {
+                        format!("reports primary on epoch {} but epoch {highest} exists", n.epoch)
+                    } else if let Some(l) = n.lineage.as_ref().filter(|l| superseded.contains(&l.id)) {
+                        format!(
+                            "reports primary on replication history `{}`, which a promoted node continued",
+                            l.id
+                        )
+                    } else {
+                        continue;
+                    };
                     n.fenced = true;
                     out.events.push(EventKind::Fenced {
                         node: Arc::clone(&n.id),
-                        reason: format!(
-                            "reports primary on epoch {} but epoch {highest} exists",
-                            n.epoch
-                        ),
+                        reason,
                     });
                 }
                 Some(Role::Replica) if n.fenced => {
@@ -404,7 +423,7 @@ impl Reconciler {
             .into_iter()
             .flatten()
             .find(|w| best.contains(w))
-            .unwrap_or(best[0]);
+            .unwrap_or_else(|| self.most_followed(&best));
         let winner_id = Arc::clone(&self.nodes[winner].status.id);
         out.events.push(EventKind::SplitBrainDetected {
             nodes: many
@@ -547,6 +566,29 @@ impl Reconciler {
         }
     }
 
+    /// Of several primaries this pool knows nothing else about, the one most
+    /// other nodes replicate from, then the furthest ahead, then the
+    /// smallest id: the same answer in every application instance.
+    fn most_followed(&self, candidates: &[usize]) -> usize {
+        let followers = |i: usize| {
+            let id = &self.nodes[i].status.id;
+            self.nodes
+                .iter()
+                .filter(|t| t.status.up && t.status.upstream.as_ref() == Some(id))
+                .count()
+        };
+        candidates
+            .iter()
+            .copied()
+            .max_by(|&a, &b| {
+                let (na, nb) = (&self.nodes[a].status, &self.nodes[b].status);
+                (followers(a), na.position)
+                    .cmp(&(followers(b), nb.position))
+                    .then_with(|| nb.id.cmp(&na.id))
+            })
+            .unwrap_or(candidates[0])
+    }
+
     fn bump_epoch(&mut self, events: &mut Vec<EventKind>) {
         self.epoch += 1;
         events.push(EventKind::TopologyChanged {
@@ -606,8 +648,11 @@ impl Reconciler {
                     let n = &self.nodes[i].status;
                     (n.received.unwrap_or(n.position).max(n.position), n.position)
                 };
-                // Earlier in the node order wins ties.
-                key(a).cmp(&key(b)).then(b.cmp(&a))
+                // The smallest id wins ties: every application instance
+                // sharing the cluster picks the same node.
+                key(a)
+                    .cmp(&key(b))
+                    .then_with(|| self.nodes[b].status.id.cmp(&self.nodes[a].status.id))
             })
     }
 }

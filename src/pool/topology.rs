@@ -4,6 +4,7 @@
 //! and derived from probes by the pool's reconciler.
 
 use crate::core::endpoint::Role;
+use crate::pool::backend::Lineage;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,6 +35,10 @@ pub struct NodeStatus {
     pub rtt: Option<Duration>,
     /// Why the last probe failed (credentials masked).
     pub last_error: Option<String>,
+    /// Replication history from the last successful probe (Redis).
+    pub lineage: Option<Lineage>,
+    /// On a replica, the node it replicates from.
+    pub upstream: Option<Arc<str>>,
 }
 
 impl NodeStatus {
@@ -51,6 +56,8 @@ impl NodeStatus {
             lag: None,
             rtt: None,
             last_error: Some("not probed yet".into()),
+            lineage: None,
+            upstream: None,
         }
     }
 

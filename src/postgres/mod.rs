@@ -125,6 +125,8 @@ pub(crate) fn probe_from_row(
         position: position.max(0) as u64,
         received: received.map(|r| r.max(0) as u64),
         lag: lag_seconds.map(|s| Duration::from_secs_f64(s.max(0.0))),
+        lineage: None,
+        upstream: None,
     }
 }
 

@@ -23,6 +23,8 @@ fn primary(epoch: u64, pos: u64) -> ProbeResult {
             position: pos,
             received: None,
             lag: None,
+            lineage: None,
+            upstream: None,
         }),
         rtt: Duration::from_millis(1),
         hard: false,
@@ -37,6 +39,8 @@ fn replica(epoch: u64, pos: u64) -> ProbeResult {
             position: pos,
             received: Some(pos),
             lag: Some(Duration::ZERO),
+            lineage: None,
+            upstream: None,
         }),
         rtt: Duration::from_millis(1),
         hard: false,
@@ -386,4 +390,97 @@ fn one_slow_probe_in_a_partial_round_counts_once() {
     // Re-applying only n0's fresh probe must not count n1's timeout again.
     r.apply_one(0, &primary(1, 11), t0);
     assert!(r.topology().nodes[1].up);
+}
+
+/// A Redis-style probe: epoch 0, a replication history, an upstream.
+fn redis(role: Role, pos: u64, id: &str, previous: Option<&str>, upstream: Option<&str>) -> ProbeResult {
+    let mut p = Probe::new(role, 0, pos);
+    p.lineage = Some(crate::pool::backend::Lineage {
+        id: Arc::from(id),
+        previous: previous.map(Arc::from),
+    });
+    p.upstream = upstream.map(Arc::from);
+    ProbeResult {
+        probe: Ok(p),
+        rtt: Duration::from_millis(1),
+        hard: false,
+    }
+}
+
+#[test]
+fn a_master_whose_history_was_continued_elsewhere_is_fenced_and_stays_so() {
+    use Role::{Primary, Replica};
+    let t0 = Instant::now();
+    let mut r = rec(3, PromotionPolicy::External, 1, t0);
+    r.apply(
+        &[
+            redis(Primary, 100, "A", None, None),
+            redis(Replica, 100, "A", None, Some("n0")),
+            redis(Replica, 100, "A", None, Some("n0")),
+        ],
+        t0,
+    );
+    assert_eq!(r.topology().writer, Some(0));
+    // n1 was promoted (history B continues A); n0 is still up as a master.
+    let out = r.apply(
+        &[
+            redis(Primary, 120, "A", None, None),
+            redis(Primary, 110, "B", Some("A"), None),
+            redis(Replica, 110, "B", Some("A"), Some("n1")),
+        ],
+        t0,
+    );
+    let t = r.topology();
+    assert_eq!(t.writer, Some(1));
+    assert!(t.nodes[0].fenced);
+    assert!(has(&out, |e| matches!(e, EventKind::Fenced { node, .. } if &**node == "n0")));
+    // The promoted node goes down: n0 (history A) is still not a writer,
+    // although no up node says so any more.
+    r.apply(
+        &[
+            redis(Primary, 120, "A", None, None),
+            down(),
+            redis(Replica, 110, "B", Some("A"), None),
+        ],
+        t0,
+    );
+    assert_eq!(r.topology().writer, None);
+    assert!(r.topology().nodes[0].fenced);
+}
+
+#[test]
+fn of_unrelated_masters_a_fresh_pool_picks_the_one_replicas_follow() {
+    use Role::{Primary, Replica};
+    let t0 = Instant::now();
+    // n0: an old master restarted empty (new history Z); n1: the master the
+    // replica follows. Nothing else tells them apart for a new pool.
+    let mut r = rec(3, PromotionPolicy::External, 1, t0);
+    r.apply(
+        &[
+            redis(Primary, 0, "Z", None, None),
+            redis(Primary, 500, "B", Some("A"), None),
+            redis(Replica, 500, "B", Some("A"), Some("n1")),
+        ],
+        t0,
+    );
+    assert_eq!(r.topology().writer, Some(1));
+    assert!(r.topology().nodes[0].fenced);
+}
+
+#[test]
+fn promotion_candidate_ties_are_broken_by_id_not_order() {
+    let t0 = Instant::now();
+    let rules = Rules {
+        policy: auto(10),
+        max_lag: None,
+        max_lag_bytes: None,
+        soft_limit: 1,
+    };
+    // The same nodes listed in another order: the same candidate.
+    let ids: Vec<Arc<str>> = ["n0", "n2", "n1"].iter().map(|s| Arc::from(*s)).collect();
+    let mut r = Reconciler::new(&ids, rules, t0);
+    r.apply(&[primary(1, 10), replica(1, 10), replica(1, 10)], t0);
+    r.apply(&[down(), replica(1, 10), replica(1, 10)], t0);
+    let out = r.apply(&[down(), replica(1, 10), replica(1, 10)], t0 + Duration::from_secs(1));
+    assert_eq!(out.promote, Some(2), "n1, the smallest id, wherever it is listed");
 }
