@@ -8,6 +8,8 @@ pub mod error;
 pub mod pool;
 #[cfg(any(feature = "sqlx", feature = "deadpool-postgres"))]
 pub mod postgres;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 #[cfg(feature = "drill")]
 pub mod drill;
@@ -18,3 +20,5 @@ pub use pool::{FailoverPool, PoolConfig, PromotionPolicy, ReadPreference, Route}
 pub use postgres::DeadpoolPostgres;
 #[cfg(feature = "sqlx")]
 pub use postgres::FailoverPgPool;
+#[cfg(feature = "redis")]
+pub use redis::FailoverRedis;

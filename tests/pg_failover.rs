@@ -511,7 +511,7 @@ async fn all_nodes_down_is_a_typed_error_after_the_acquire_timeout() {
     c.kill(0).unwrap();
     c.kill(1).unwrap();
     let started = Instant::now();
-    let err = pool.get(Route::Writer).await.map(|_| ()).unwrap_err();
+    let err = pool.checkout(Route::Writer).await.map(|_| ()).unwrap_err();
     eprintln!("all down: error after {:?}", started.elapsed());
     assert_eq!(err.code(), ErrorCode::NoNode, "{err:?}");
     // The drop-in surface says what PgPool says when it cannot get a connection.

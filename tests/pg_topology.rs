@@ -193,7 +193,7 @@ async fn handles_taken_before_a_failover_keep_working_after_it() {
         .await
         .unwrap();
     dp_writer
-        .get()
+        .checkout()
         .await
         .unwrap()
         .execute("INSERT INTO t VALUES (2)", &[])
@@ -217,7 +217,7 @@ async fn handles_taken_before_a_failover_keep_working_after_it() {
         .expect("the reader handle follows the failover");
     assert!(!rec, "the only node left is the new primary");
     let conn = dp_writer
-        .get()
+        .checkout()
         .await
         .expect("the deadpool handle follows the failover");
     conn.execute("INSERT INTO t VALUES (4)", &[]).await.unwrap();

@@ -115,12 +115,12 @@ fn fenced(pool: &Pool, id: &str) -> bool {
 /// A `get(route)` running in its own task, answering the node it got.
 fn spawn_get(pool: &Pool, route: Route) -> JoinHandle<failover_pool::Result<String>> {
     let pool = pool.clone();
-    tokio::spawn(async move { pool.get(route).await.map(|c| c.node().to_owned()) })
+    tokio::spawn(async move { pool.checkout(route).await.map(|c| c.node().to_owned()) })
 }
 
 /// A connection for `route` that must come without waiting for a probe round.
 async fn get_now(pool: &Pool, route: Route) -> Pooled<MockBackend> {
-    timeout(ms(50), pool.get(route))
+    timeout(ms(50), pool.checkout(route))
         .await
         .unwrap_or_else(|_| panic!("{route} was held back"))
         .expect("connection")
@@ -173,7 +173,7 @@ async fn writer_request_fails_with_no_node_after_the_acquire_timeout() {
     cluster.set_health("a", MockHealth::Down);
     wait_writer(&pool, None).await;
     let started = Instant::now();
-    let err = pool.get(Route::Writer).await.unwrap_err();
+    let err = pool.checkout(Route::Writer).await.unwrap_err();
     let waited = started.elapsed();
     assert_eq!(err.code(), ErrorCode::NoNode, "{err}");
     assert!(!err.may_have_executed());
@@ -194,7 +194,7 @@ async fn replica_reads_wait_and_prefer_replica_falls_back_to_the_writer() {
     cluster.set_health("c", MockHealth::Down);
     wait_until("no readers", || pool.topology().readers.is_empty()).await;
     let started = Instant::now();
-    let err = pool.get(REPLICA).await.unwrap_err();
+    let err = pool.checkout(REPLICA).await.unwrap_err();
     assert_eq!(err.code(), ErrorCode::NoNode, "{err}");
     assert!(err.to_string().contains("replica"), "{err}");
     assert!(started.elapsed() >= ACQUIRE);
@@ -270,7 +270,11 @@ async fn stale_primary_is_fenced_until_it_reports_replica() {
     cluster.set_health("a", MockHealth::Up);
     wait_until("a to be fenced", || fenced(&pool, "a")).await;
     assert_eq!(writer(&pool), None);
-    assert!(timeout(ms(500), pool.get(Route::Writer)).await.is_err());
+    assert!(
+        timeout(ms(500), pool.checkout(Route::Writer))
+            .await
+            .is_err()
+    );
     cluster.set_health("b", MockHealth::Up);
     wait_writer(&pool, Some("b")).await;
     let before = cluster.writes("a");
@@ -413,7 +417,7 @@ async fn switchover_that_cannot_catch_up_times_out_and_writes_resume() {
         let p = pool.clone();
         tokio::spawn(async move {
             sleep(ms(200)).await;
-            p.get(Route::Writer).await.map(|c| c.node().to_owned())
+            p.checkout(Route::Writer).await.map(|c| c.node().to_owned())
         })
     };
     let started = Instant::now();
@@ -459,7 +463,11 @@ async fn cancelled_writer_wait_leaves_nothing_stuck() {
     let (cluster, pool) = setup(AB, PromotionPolicy::External).await;
     cluster.set_health("a", MockHealth::Down);
     wait_writer(&pool, None).await;
-    assert!(timeout(ms(500), pool.get(Route::Writer)).await.is_err());
+    assert!(
+        timeout(ms(500), pool.checkout(Route::Writer))
+            .await
+            .is_err()
+    );
     let aborted = spawn_get(&pool, Route::Writer);
     sleep(ms(200)).await;
     aborted.abort();
@@ -505,7 +513,7 @@ async fn busy_writer_is_waited_for_not_failed_over() {
     // Busy for longer than the acquire timeout: NoNode, with the exhaustion as its cause.
     cluster.set_health("a", MockHealth::Busy);
     let started = Instant::now();
-    let err = pool.get(Route::Writer).await.unwrap_err();
+    let err = pool.checkout(Route::Writer).await.unwrap_err();
     assert_eq!(err.code(), ErrorCode::NoNode, "{err}");
     assert!(started.elapsed() >= ACQUIRE);
     assert!(chain(&err).contains("no free connection"), "{err:?}");
@@ -519,7 +527,7 @@ async fn busy_writer_error_comes_within_the_acquire_timeout() {
     let (cluster, pool) = setup(AB, PromotionPolicy::External).await;
     cluster.set_health("a", MockHealth::Busy);
     let started = Instant::now();
-    let err = pool.get(Route::Writer).await.unwrap_err();
+    let err = pool.checkout(Route::Writer).await.unwrap_err();
     let waited = started.elapsed();
     assert_eq!(err.code(), ErrorCode::NoNode, "{err}");
     assert!(
@@ -559,13 +567,16 @@ fn load(pool: &Pool, route: Route, n: usize, stop: &Arc<AtomicBool>) -> [Arc<Ato
         let (pool, stop, counters) = (pool.clone(), Arc::clone(stop), counters.clone());
         tokio::spawn(async move {
             while !stop.load(SeqCst) {
-                let ok = pool.get(route).await.is_ok_and(|mut conn| match route {
-                    Route::Writer => conn.write().is_ok(),
-                    _ => pool
-                        .topology()
-                        .node(conn.node())
-                        .is_some_and(|n| n.up && n.role == Some(Replica)),
-                });
+                let ok = pool
+                    .checkout(route)
+                    .await
+                    .is_ok_and(|mut conn| match route {
+                        Route::Writer => conn.write().is_ok(),
+                        _ => pool
+                            .topology()
+                            .node(conn.node())
+                            .is_some_and(|n| n.up && n.role == Some(Replica)),
+                    });
                 counters[usize::from(!ok)].fetch_add(1, SeqCst);
                 sleep(ms(10)).await;
             }
@@ -633,7 +644,11 @@ async fn source_named_writer_gets_writes_once_it_reports_primary() {
     let call = spawn_get(&pool, Route::Writer);
     sleep(Duration::from_secs(1)).await;
     assert!(!call.is_finished(), "writes wait for the named writer");
-    assert!(timeout(ms(300), pool.get(Route::Writer)).await.is_err());
+    assert!(
+        timeout(ms(300), pool.checkout(Route::Writer))
+            .await
+            .is_err()
+    );
     assert_eq!(cluster.writes("a"), writes_a);
     cluster.set_role("b", Primary, 2);
     assert_eq!(call.await.unwrap().expect("served"), "b");
@@ -763,7 +778,7 @@ async fn the_first_attempt_is_bounded_by_the_acquire_timeout() {
         c2.set_role("a", Primary, 1);
     });
     let started = Instant::now();
-    let err = pool.get(Route::Writer).await.unwrap_err();
+    let err = pool.checkout(Route::Writer).await.unwrap_err();
     let waited = started.elapsed();
     assert_eq!(err.code(), ErrorCode::NoNode, "{err}");
     assert!(

@@ -138,7 +138,7 @@ async fn no_output_shows_a_password() {
     // A route nothing can serve: the error carries the refused node's last failure.
     cluster.kill(1).unwrap();
     let err = sqlx_pool
-        .get(Route::Reader(ReadPreference::Replica))
+        .checkout(Route::Reader(ReadPreference::Replica))
         .await
         .unwrap_err();
     let _ = writeln!(out, "{err} {err:?} {}", failover_pool::error::chain(&err));

@@ -157,6 +157,19 @@ pub trait Backend: Send + Sync + fmt::Debug + Sized + 'static {
         self.promote(to)
     }
 
+    /// After this pool promoted `leader`, makes `node` (another replica)
+    /// replicate from it. Default: nothing (Postgres standbys are re-pointed
+    /// by their own configuration or an orchestrator; Redis replicas need
+    /// `REPLICAOF`).
+    fn follow<'a>(
+        &'a self,
+        node: &'a Self::Node,
+        leader: &'a Self::Node,
+    ) -> impl Future<Output = std::result::Result<(), Self::Error>> + Send + 'a {
+        let _ = (node, leader);
+        async { Ok(()) }
+    }
+
     /// The writer's position now, on a connection to the writer: the token
     /// a read-your-writes read waits for (Postgres: the current WAL LSN and
     /// timeline).

@@ -182,6 +182,7 @@ impl<B: Backend> Reporter<B> {
     /// reports a body error as [`Reporter::observe_in_transaction`], else
     /// commits and reports a commit error as [`Reporter::observe_commit`].
     /// The one place both Postgres backends' `transaction` end.
+    #[cfg(any(feature = "sqlx", feature = "deadpool-postgres"))]
     pub(crate) async fn finish_transaction<Tx, T, E, C>(
         &self,
         tx: Tx,
@@ -250,8 +251,8 @@ impl<B: Backend> Routed<B> {
     }
 
     /// Checks out a connection on the node the route picks now.
-    pub async fn get(&self) -> Result<Pooled<B>> {
-        self.pool.get(self.route).await
+    pub async fn checkout(&self) -> Result<Pooled<B>> {
+        self.pool.checkout(self.route).await
     }
 }
 

@@ -362,6 +362,40 @@ impl<B: Backend> Inner<B> {
         }
     }
 
+    /// Makes every other reachable replica follow the node at `leader`
+    /// ([`Backend::follow`]), in the background, each bounded by the
+    /// promotion timeout; failures are logged (the next probe shows where
+    /// each replica points).
+    fn repoint_replicas(
+        this: &Arc<Self>,
+        reconciler: &Reconciler,
+        slots: &Arc<[Arc<Slot<B>>]>,
+        leader: usize,
+    ) {
+        let topology = reconciler.topology();
+        let leader_slot = Arc::clone(&slots[leader]);
+        for (i, slot) in slots.iter().enumerate() {
+            let n = &topology.nodes[i];
+            if i == leader || !n.is_replica() || n.upstream.as_ref() == Some(&leader_slot.spec.id) {
+                continue;
+            }
+            let (inner, slot, leader) =
+                (Arc::clone(this), Arc::clone(slot), Arc::clone(&leader_slot));
+            tokio::spawn(async move {
+                let follow = inner.backend.follow(&slot.node, &leader.node);
+                match tokio::time::timeout(inner.config.promotion_timeout, follow).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(pool = %inner.name, node = %slot.spec.id, leader = %leader.spec.id, error = %crate::error::chain(&e), "could not re-point a replica at the new writer")
+                    }
+                    Err(_) => {
+                        tracing::warn!(pool = %inner.name, node = %slot.spec.id, leader = %leader.spec.id, "re-pointing a replica timed out")
+                    }
+                }
+            });
+        }
+    }
+
     /// Runs a promotion or switchover (bounded by `promotion_timeout`), then
     /// records it: a counter, a metric and a `Promoted` event, and (also
     /// when it may have happened) the node is reserved the writer role until
@@ -379,6 +413,7 @@ impl<B: Backend> Inner<B> {
         let timeout = this.config.promotion_timeout;
         let result = match tokio::time::timeout(timeout, action).await {
             Ok(Ok(())) => {
+                Self::repoint_replicas(this, reconciler, slots, index);
                 this.stats.promotions.fetch_add(1, Relaxed);
                 metrics::counter!(names::POOL_PROMOTIONS_TOTAL, "manager" => this.label.clone(), "node" => SharedString::from(Arc::clone(id))).increment(1);
                 this.events.emit(EventKind::Promoted {

@@ -17,7 +17,7 @@
 //! cluster.add("b", Role::Replica, 1);
 //! let config = PoolConfig::default();
 //! let pool = FailoverPool::new(MockBackend::new(&cluster, &config), cluster.specs(), config).await?;
-//! let mut conn = pool.get(Route::Writer).await?;
+//! let mut conn = pool.checkout(Route::Writer).await?;
 //! conn.write().expect("the primary takes writes");
 //! assert_eq!(cluster.writes("a"), 1);
 //! # Ok(()) }

@@ -36,7 +36,7 @@
 //! 8. **Transactions** stay on one connection and are never replayed.
 //!
 //! # Shape
-//! Every backend gets the same surface from this type: [`FailoverPool::get`]
+//! Every backend gets the same surface from this type: [`FailoverPool::checkout`]
 //! (a [`Pooled`] connection for a [`Route`]), [`FailoverPool::route`] (a
 //! [`Routed`] handle that picks the node per call), [`FailoverPool::write_token`],
 //! topology, events, stats, promotion. The backend modules add only their
@@ -66,7 +66,9 @@ pub use discovered::DiscoveredTopology;
 pub use handle::{Pooled, Reporter, Routed};
 pub use node::{NodeSpec, PoolGeneration};
 pub use route::{Route, WriteToken};
-pub use source::{ManualTopology, StaticTopology, TopologyHandle, TopologySource, TopologyView};
+pub use source::{
+    ManualTopology, StaticTopology, TopologyFuture, TopologyHandle, TopologySource, TopologyView,
+};
 pub use stats::{PoolStats, names};
 pub use topology::{NodeStatus, Topology};
 
@@ -234,7 +236,7 @@ impl<B: Backend> FailoverPool<B> {
     /// [`Error::NoNode`] after the acquire timeout (with the last failure
     /// seen), [`Error::Closed`] after [`FailoverPool::close`], or the
     /// backend's application-class error.
-    pub async fn get(&self, route: Route) -> Result<Pooled<B>> {
+    pub async fn checkout(&self, route: Route) -> Result<Pooled<B>> {
         let (conn, node) = self.inner.acquire_route(route).await?;
         Ok(Pooled::new(conn, node, Arc::clone(&self.inner)))
     }
@@ -253,7 +255,7 @@ impl<B: Backend> FailoverPool<B> {
     /// committed writes). Reads routed with [`Route::After`] go only to a
     /// node that has replayed it, else to the writer.
     pub async fn write_token(&self) -> Result<WriteToken> {
-        let mut conn = self.get(Route::Writer).await?;
+        let mut conn = self.checkout(Route::Writer).await?;
         match B::write_token(&mut conn).await {
             Ok(token) => Ok(token),
             Err(e) => Err(conn.observe(e).during("write token")),

@@ -339,8 +339,13 @@ impl Reconciler {
             match n.role {
                 Some(Role::Primary) if !n.fenced => {
                     let reason = if n.epoch < highest {
-                        format!("reports primary on epoch {} but epoch {highest} exists", n.epoch)
-                    } else if let Some(l) = n.lineage.as_ref().filter(|l| superseded.contains(&l.id)) {
+                        format!(
+                            "reports primary on epoch {} but epoch {highest} exists",
+                            n.epoch
+                        )
+                    } else if let Some(l) =
+                        n.lineage.as_ref().filter(|l| superseded.contains(&l.id))
+                    {
                         format!(
                             "reports primary on replication history `{}`, which a promoted node continued",
                             l.id

@@ -306,23 +306,23 @@ impl FailoverPool<DeadpoolPostgres> {
     /// A pooled connection to the writer (waits during a failover, bounded
     /// by the acquire timeout). It dereferences to a `deadpool_postgres::Object`.
     pub async fn writer(&self) -> Result<Pooled<DeadpoolPostgres>> {
-        self.get(Route::Writer).await
+        self.checkout(Route::Writer).await
     }
 
     /// A pooled connection for reading, per the configured read preference.
     pub async fn reader(&self) -> Result<Pooled<DeadpoolPostgres>> {
-        self.get(self.default_read_route()).await
+        self.checkout(self.default_read_route()).await
     }
 
     /// A pooled connection for reading with an explicit preference.
     pub async fn reader_with(&self, pref: ReadPreference) -> Result<Pooled<DeadpoolPostgres>> {
-        self.get(Route::Reader(pref)).await
+        self.checkout(Route::Reader(pref)).await
     }
 
     /// A pooled connection on a node that has replayed `token` (else the
     /// writer): read-your-writes.
     pub async fn reader_after(&self, token: WriteToken) -> Result<Pooled<DeadpoolPostgres>> {
-        self.get(Route::After(token)).await
+        self.checkout(Route::After(token)).await
     }
 
     /// Runs `body` in a transaction on the writer and commits it, with
@@ -340,7 +340,7 @@ impl FailoverPool<DeadpoolPostgres> {
                 -> BoxFuture<'t, std::result::Result<T, tokio_postgres::Error>>
             + Send,
     {
-        let (mut conn, node) = self.get(Route::Writer).await?.into_parts();
+        let (mut conn, node) = self.checkout(Route::Writer).await?.into_parts();
         // Nothing of the body ran: a failure at BEGIN never executed it.
         let tx = conn
             .transaction()

@@ -393,7 +393,13 @@ fn one_slow_probe_in_a_partial_round_counts_once() {
 }
 
 /// A Redis-style probe: epoch 0, a replication history, an upstream.
-fn redis(role: Role, pos: u64, id: &str, previous: Option<&str>, upstream: Option<&str>) -> ProbeResult {
+fn redis(
+    role: Role,
+    pos: u64,
+    id: &str,
+    previous: Option<&str>,
+    upstream: Option<&str>,
+) -> ProbeResult {
     let mut p = Probe::new(role, 0, pos);
     p.lineage = Some(crate::pool::backend::Lineage {
         id: Arc::from(id),
@@ -433,7 +439,10 @@ fn a_master_whose_history_was_continued_elsewhere_is_fenced_and_stays_so() {
     let t = r.topology();
     assert_eq!(t.writer, Some(1));
     assert!(t.nodes[0].fenced);
-    assert!(has(&out, |e| matches!(e, EventKind::Fenced { node, .. } if &**node == "n0")));
+    assert!(has(
+        &out,
+        |e| matches!(e, EventKind::Fenced { node, .. } if &**node == "n0")
+    ));
     // The promoted node goes down: n0 (history A) is still not a writer,
     // although no up node says so any more.
     r.apply(
@@ -481,6 +490,13 @@ fn promotion_candidate_ties_are_broken_by_id_not_order() {
     let mut r = Reconciler::new(&ids, rules, t0);
     r.apply(&[primary(1, 10), replica(1, 10), replica(1, 10)], t0);
     r.apply(&[down(), replica(1, 10), replica(1, 10)], t0);
-    let out = r.apply(&[down(), replica(1, 10), replica(1, 10)], t0 + Duration::from_secs(1));
-    assert_eq!(out.promote, Some(2), "n1, the smallest id, wherever it is listed");
+    let out = r.apply(
+        &[down(), replica(1, 10), replica(1, 10)],
+        t0 + Duration::from_secs(1),
+    );
+    assert_eq!(
+        out.promote,
+        Some(2),
+        "n1, the smallest id, wherever it is listed"
+    );
 }

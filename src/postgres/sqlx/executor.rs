@@ -19,7 +19,7 @@ pub(super) async fn acquire_on(
     pool: &Pool,
     route: Route,
 ) -> Result<PoolConnection<Postgres>, sqlx::Error> {
-    Ok(pool.get(route).await.map_err(to_sqlx)?.into_inner())
+    Ok(pool.checkout(route).await.map_err(to_sqlx)?.into_inner())
 }
 
 fn fetch_many<'e, 'q: 'e, E>(
@@ -31,7 +31,7 @@ where
     E: 'q + Execute<'q, Postgres>,
 {
     async_stream::try_stream! {
-        let (mut conn, node) = pool.get(route).await.map_err(to_sqlx)?.into_parts();
+        let (mut conn, node) = pool.checkout(route).await.map_err(to_sqlx)?.into_parts();
         let mut rows = conn.fetch_many(query);
         while let Some(v) = rows.try_next().await.inspect_err(|e| { node.report(e); })? {
             yield v;
@@ -49,7 +49,7 @@ where
     E: 'q + Execute<'q, Postgres>,
 {
     Box::pin(async move {
-        let (mut conn, node) = pool.get(route).await.map_err(to_sqlx)?.into_parts();
+        let (mut conn, node) = pool.checkout(route).await.map_err(to_sqlx)?.into_parts();
         conn.fetch_optional(query).await.inspect_err(|e| {
             node.report(e);
         })
@@ -63,7 +63,7 @@ fn prepare_with<'e>(
     parameters: &'e [PgTypeInfo],
 ) -> BoxFuture<'e, Result<PgStatement, sqlx::Error>> {
     Box::pin(async move {
-        let (mut conn, node) = pool.get(route).await.map_err(to_sqlx)?.into_parts();
+        let (mut conn, node) = pool.checkout(route).await.map_err(to_sqlx)?.into_parts();
         conn.prepare_with(sql, parameters).await.inspect_err(|e| {
             node.report(e);
         })
@@ -76,7 +76,7 @@ fn describe<'e>(
     sql: SqlStr,
 ) -> BoxFuture<'e, Result<sqlx::Describe<Postgres>, sqlx::Error>> {
     Box::pin(async move {
-        let (mut conn, node) = pool.get(route).await.map_err(to_sqlx)?.into_parts();
+        let (mut conn, node) = pool.checkout(route).await.map_err(to_sqlx)?.into_parts();
         conn.describe(sql).await.inspect_err(|e| {
             node.report(e);
         })

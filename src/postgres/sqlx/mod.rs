@@ -33,7 +33,7 @@
 //! Errors keep sqlx's type on the drop-in surface: when no node appears
 //! within the acquire timeout you get `sqlx::Error::PoolTimedOut`, as from a
 //! `PgPool`, and after `close()` `sqlx::Error::PoolClosed`; the pool's own
-//! methods ([`FailoverPgPool::transaction`], [`FailoverPool::get`], …)
+//! methods ([`FailoverPgPool::transaction`], [`FailoverPool::checkout`], …)
 //! return this crate's [`Error`] with its code.
 
 mod executor;
@@ -358,7 +358,7 @@ impl FailoverPool<SqlxPostgres> {
             ) -> BoxFuture<'t, std::result::Result<T, sqlx::Error>>
             + Send,
     {
-        let (conn, node) = self.get(Route::Writer).await?.into_parts();
+        let (conn, node) = self.checkout(Route::Writer).await?.into_parts();
         // Nothing of the body ran: a failure at BEGIN never executed it.
         let mut tx = Transaction::begin(conn, None)
             .await

@@ -1,0 +1,367 @@
+//! [`RedisBackend`]: the `redis` crate's backend of a
+//! [`FailoverPool`](crate::pool::FailoverPool). Each node has one
+//! multiplexed connection per pool generation ([`RedisNodePool`]), opened on
+//! first use and reopened after it broke; probes go over their own
+//! connection.
+
+use super::{DEFAULT_PORT, parse_replication, probe_from_info};
+use crate::core::redact::redact_url;
+use crate::error::{Error, Result};
+use crate::pool::{Backend, NodeSpec, PoolConfig, PoolGeneration, Probe, WriteToken};
+use ::redis::aio::{ConnectionLike, MultiplexedConnection};
+use ::redis::{AsyncConnectionConfig, Client, Cmd, ConnectionAddr, RedisError, RedisFuture, Value};
+use arc_swap::ArcSwapOption;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::*};
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+/// How long a Redis command may wait for its answer (redis-rs's own default).
+pub(crate) const RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// The Redis backend: multiplexed connections, probes by `INFO replication`,
+/// promotion by `REPLICAOF NO ONE`, planned switches by `FAILOVER`.
+#[derive(Debug, Clone)]
+pub struct RedisBackend {
+    connection: AsyncConnectionConfig,
+    connect_timeout: Duration,
+    /// The database the node URLs select (the last one prepared).
+    db: Arc<AtomicI64>,
+}
+
+impl RedisBackend {
+    /// The database number the node URLs select (`redis://host/2` → 2).
+    pub fn db(&self) -> i64 {
+        self.db.load(Relaxed)
+    }
+}
+
+/// Per-node state of [`RedisBackend`]. Its `Debug` shows the address only.
+pub struct RedisNode {
+    client: Client,
+    host: String,
+    port: u16,
+    probe: Mutex<Option<MultiplexedConnection>>,
+}
+
+impl fmt::Debug for RedisNode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisNode")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .finish()
+    }
+}
+
+struct Shared {
+    id: u64,
+    conn: MultiplexedConnection,
+}
+
+struct NodePoolInner {
+    client: Client,
+    connection: AsyncConnectionConfig,
+    generation: PoolGeneration,
+    closed: AtomicBool,
+    current: ArcSwapOption<Shared>,
+    connecting: Mutex<()>,
+    next_id: AtomicU64,
+}
+
+/// One pool generation of a Redis node: a multiplexed connection shared by
+/// every caller, (re)opened on demand. Cheap to clone.
+#[derive(Clone)]
+pub struct RedisNodePool(Arc<NodePoolInner>);
+
+impl fmt::Debug for RedisNodePool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisNodePool")
+            .field("generation", &self.0.generation)
+            .field("closed", &self.is_closed())
+            .field("connected", &self.0.current.load().is_some())
+            .finish()
+    }
+}
+
+impl RedisNodePool {
+    /// Whether this generation was closed (a retired or removed node).
+    pub fn is_closed(&self) -> bool {
+        self.0.closed.load(Acquire)
+    }
+
+    /// The shared connection, opened if there is none (one connect at a time).
+    async fn connection(&self) -> std::result::Result<RedisConn, RedisError> {
+        if self.is_closed() || !self.0.generation.is_current() {
+            return Err(closed_error());
+        }
+        if let Some(shared) = &*self.0.current.load() {
+            return Ok(self.conn(shared));
+        }
+        let _connecting = self.0.connecting.lock().await;
+        if let Some(shared) = &*self.0.current.load() {
+            return Ok(self.conn(shared));
+        }
+        let conn = self
+            .0
+            .client
+            .get_multiplexed_async_connection_with_config(&self.0.connection)
+            .await?;
+        let shared = Arc::new(Shared {
+            id: self.0.next_id.fetch_add(1, Relaxed),
+            conn,
+        });
+        self.0.current.store(Some(Arc::clone(&shared)));
+        Ok(self.conn(&shared))
+    }
+
+    fn conn(&self, shared: &Shared) -> RedisConn {
+        RedisConn {
+            conn: shared.conn.clone(),
+            id: shared.id,
+            pool: self.clone(),
+        }
+    }
+
+    /// Forgets the shared connection `id` (it broke): the next caller opens a new one.
+    fn invalidate(&self, id: u64) {
+        let current = self.0.current.load();
+        if let Some(shared) = &*current
+            && shared.id == id
+        {
+            self.0.current.compare_and_swap(&current, None);
+        }
+    }
+}
+
+fn closed_error() -> RedisError {
+    RedisError::from((
+        ::redis::ErrorKind::Client,
+        "connection from a retired pool generation",
+    ))
+}
+
+/// A connection to one Redis node: a clone of the node's multiplexed
+/// connection. It is a `ConnectionLike`; a connection-level failure makes
+/// the node pool open a new one for the next caller.
+pub struct RedisConn {
+    conn: MultiplexedConnection,
+    id: u64,
+    pool: RedisNodePool,
+}
+
+impl fmt::Debug for RedisConn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisConn").field("id", &self.id).finish()
+    }
+}
+
+impl RedisConn {
+    /// Forgets this connection in its node pool if `error` says it broke.
+    pub(crate) fn note(&self, error: &RedisError) {
+        if error.is_io_error() || error.is_connection_dropped() || error.is_unrecoverable_error() {
+            self.pool.invalidate(self.id);
+        }
+    }
+}
+
+impl ConnectionLike for RedisConn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(async move {
+            let r = self.conn.req_packed_command(cmd).await;
+            if let Err(e) = &r {
+                self.note(e);
+            }
+            r
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a ::redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(async move {
+            let r = self.conn.req_packed_commands(pipeline, offset, count).await;
+            if let Err(e) = &r {
+                self.note(e);
+            }
+            r
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.conn.get_db()
+    }
+}
+
+async fn info_replication(
+    conn: &mut MultiplexedConnection,
+) -> std::result::Result<super::Replication, RedisError> {
+    let text: String = ::redis::cmd("INFO")
+        .arg("replication")
+        .query_async(conn)
+        .await?;
+    Ok(parse_replication(&text))
+}
+
+impl RedisBackend {
+    async fn node_connection(
+        &self,
+        node: &RedisNode,
+    ) -> std::result::Result<MultiplexedConnection, RedisError> {
+        node.client
+            .get_multiplexed_async_connection_with_config(&self.connection)
+            .await
+    }
+}
+
+impl Backend for RedisBackend {
+    type Node = RedisNode;
+    type Pool = RedisNodePool;
+    type Conn = RedisConn;
+    type Error = RedisError;
+
+    const DEFAULT_PORT: u16 = DEFAULT_PORT;
+
+    fn from_config(config: &PoolConfig) -> Self {
+        RedisBackend {
+            connection: AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(config.connect_timeout))
+                .set_response_timeout(Some(RESPONSE_TIMEOUT)),
+            connect_timeout: config.connect_timeout,
+            db: Arc::new(AtomicI64::new(0)),
+        }
+    }
+
+    fn node(&self, spec: &NodeSpec) -> Result<RedisNode> {
+        let bad = |why: String| {
+            Error::Config(format!(
+                "bad Redis URL `{}` for node `{}`: {}",
+                spec.url,
+                spec.id,
+                redact_url(&why)
+            ))
+        };
+        let client = Client::open(spec.url.expose()).map_err(|e| bad(e.to_string()))?;
+        let (host, port) = match client.get_connection_info().addr() {
+            ConnectionAddr::Tcp(h, p) => (h.clone(), *p),
+            ConnectionAddr::TcpTls { host, port, .. } => (host.clone(), *port),
+            other => {
+                return Err(bad(format!(
+                    "a failover node needs a TCP address, not {other:?}"
+                )));
+            }
+        };
+        self.db
+            .store(client.get_connection_info().redis_settings().db(), Relaxed);
+        Ok(RedisNode {
+            client,
+            host,
+            port,
+            probe: Mutex::new(None),
+        })
+    }
+
+    fn pool(&self, node: &RedisNode, generation: PoolGeneration) -> Result<RedisNodePool> {
+        Ok(RedisNodePool(Arc::new(NodePoolInner {
+            client: node.client.clone(),
+            connection: self.connection.clone(),
+            generation,
+            closed: AtomicBool::new(false),
+            current: ArcSwapOption::empty(),
+            connecting: Mutex::new(()),
+            next_id: AtomicU64::new(0),
+        })))
+    }
+
+    #[allow(clippy::manual_async_fn)] // the future must not borrow `self`
+    fn close_pool(&self, pool: RedisNodePool) -> impl Future<Output = ()> + Send + 'static {
+        // Callers holding a clone of the connection finish their commands;
+        // nobody gets it again.
+        pool.0.closed.store(true, Release);
+        pool.0.current.store(None);
+        async {}
+    }
+
+    async fn acquire(&self, pool: &RedisNodePool) -> std::result::Result<RedisConn, RedisError> {
+        pool.connection().await
+    }
+
+    fn is_broken(conn: &RedisConn) -> bool {
+        conn.pool
+            .0
+            .current
+            .load()
+            .as_ref()
+            .is_none_or(|s| s.id != conn.id)
+            && !conn.pool.is_closed()
+    }
+
+    async fn probe(&self, node: &RedisNode) -> std::result::Result<Probe, RedisError> {
+        let mut slot = node.probe.lock().await;
+        // Taken out: a cancelled probe (timeout) drops its connection.
+        let mut conn = match slot.take() {
+            Some(c) => c,
+            None => self.node_connection(node).await?,
+        };
+        let info = info_replication(&mut conn).await?;
+        *slot = Some(conn);
+        Ok(probe_from_info(&info))
+    }
+
+    async fn promote(&self, node: &RedisNode) -> std::result::Result<(), RedisError> {
+        let mut conn = self.node_connection(node).await?;
+        ::redis::cmd("REPLICAOF")
+            .arg("NO")
+            .arg("ONE")
+            .query_async::<()>(&mut conn)
+            .await
+    }
+
+    async fn switchover(
+        &self,
+        from: &RedisNode,
+        to: &RedisNode,
+    ) -> std::result::Result<(), RedisError> {
+        // The old master pauses its clients, lets the target catch up and
+        // hands over; both ends are coordinated by Redis itself (6.2+).
+        let mut conn = self.node_connection(from).await?;
+        let timeout_ms = self.connect_timeout.as_millis().max(1000) as u64;
+        ::redis::cmd("FAILOVER")
+            .arg("TO")
+            .arg(&to.host)
+            .arg(to.port)
+            .arg("TIMEOUT")
+            .arg(timeout_ms)
+            .query_async::<()>(&mut conn)
+            .await?;
+        let mut target = self.node_connection(to).await?;
+        while !info_replication(&mut target).await?.master {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(())
+    }
+
+    async fn follow(
+        &self,
+        node: &RedisNode,
+        leader: &RedisNode,
+    ) -> std::result::Result<(), RedisError> {
+        let mut conn = self.node_connection(node).await?;
+        ::redis::cmd("REPLICAOF")
+            .arg(&leader.host)
+            .arg(leader.port)
+            .query_async::<()>(&mut conn)
+            .await
+    }
+
+    async fn write_token(conn: &mut RedisConn) -> std::result::Result<WriteToken, RedisError> {
+        let info = info_replication(&mut conn.conn).await?;
+        Ok(WriteToken {
+            epoch: 0,
+            position: info.master_offset,
+        })
+    }
+}
