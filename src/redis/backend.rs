@@ -1,15 +1,16 @@
 //! [`RedisBackend`]: the `redis` crate's backend of a
 //! [`FailoverPool`](crate::pool::FailoverPool). Each node has one
 //! multiplexed connection per pool generation ([`RedisNodePool`]), opened on
-//! first use and reopened after it broke; probes go over their own
-//! connection.
+//! first use and reopened after it broke; the node-level commands (probe,
+//! promotion, re-pointing, switchover) are [`RedisNode`]'s, shared with the
+//! deadpool-redis backend.
 
-use super::{DEFAULT_PORT, parse_replication, probe_from_info};
-use crate::core::redact::redact_url;
-use crate::error::{Error, Result};
+use super::DEFAULT_PORT;
+use super::node::{RedisNode, write_token};
+use crate::error::Result;
 use crate::pool::{Backend, NodeSpec, PoolConfig, PoolGeneration, Probe, WriteToken};
 use ::redis::aio::{ConnectionLike, MultiplexedConnection};
-use ::redis::{AsyncConnectionConfig, Client, Cmd, ConnectionAddr, RedisError, RedisFuture, Value};
+use ::redis::{AsyncConnectionConfig, Client, Cmd, RedisError, RedisFuture, Value};
 use arc_swap::ArcSwapOption;
 use std::fmt;
 use std::sync::Arc;
@@ -34,23 +35,6 @@ impl RedisBackend {
     /// The database number the node URLs select (`redis://host/2` → 2).
     pub fn db(&self) -> i64 {
         self.db.load(Relaxed)
-    }
-}
-
-/// Per-node state of [`RedisBackend`]. Its `Debug` shows the address only.
-pub struct RedisNode {
-    client: Client,
-    host: String,
-    port: u16,
-    probe: Mutex<Option<MultiplexedConnection>>,
-}
-
-impl fmt::Debug for RedisNode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisNode")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .finish()
     }
 }
 
@@ -196,27 +180,6 @@ impl ConnectionLike for RedisConn {
     }
 }
 
-async fn info_replication(
-    conn: &mut MultiplexedConnection,
-) -> std::result::Result<super::Replication, RedisError> {
-    let text: String = ::redis::cmd("INFO")
-        .arg("replication")
-        .query_async(conn)
-        .await?;
-    Ok(parse_replication(&text))
-}
-
-impl RedisBackend {
-    async fn node_connection(
-        &self,
-        node: &RedisNode,
-    ) -> std::result::Result<MultiplexedConnection, RedisError> {
-        node.client
-            .get_multiplexed_async_connection_with_config(&self.connection)
-            .await
-    }
-}
-
 impl Backend for RedisBackend {
     type Node = RedisNode;
     type Pool = RedisNodePool;
@@ -236,37 +199,14 @@ impl Backend for RedisBackend {
     }
 
     fn node(&self, spec: &NodeSpec) -> Result<RedisNode> {
-        let bad = |why: String| {
-            Error::Config(format!(
-                "bad Redis URL `{}` for node `{}`: {}",
-                spec.url,
-                spec.id,
-                redact_url(&why)
-            ))
-        };
-        let client = Client::open(spec.url.expose()).map_err(|e| bad(e.to_string()))?;
-        let (host, port) = match client.get_connection_info().addr() {
-            ConnectionAddr::Tcp(h, p) => (h.clone(), *p),
-            ConnectionAddr::TcpTls { host, port, .. } => (host.clone(), *port),
-            other => {
-                return Err(bad(format!(
-                    "a failover node needs a TCP address, not {other:?}"
-                )));
-            }
-        };
-        self.db
-            .store(client.get_connection_info().redis_settings().db(), Relaxed);
-        Ok(RedisNode {
-            client,
-            host,
-            port,
-            probe: Mutex::new(None),
-        })
+        let node = RedisNode::new(spec, self.connection.clone())?;
+        self.db.store(node.db(), Relaxed);
+        Ok(node)
     }
 
     fn pool(&self, node: &RedisNode, generation: PoolGeneration) -> Result<RedisNodePool> {
         Ok(RedisNodePool(Arc::new(NodePoolInner {
-            client: node.client.clone(),
+            client: node.client().clone(),
             connection: self.connection.clone(),
             generation,
             closed: AtomicBool::new(false),
@@ -300,24 +240,11 @@ impl Backend for RedisBackend {
     }
 
     async fn probe(&self, node: &RedisNode) -> std::result::Result<Probe, RedisError> {
-        let mut slot = node.probe.lock().await;
-        // Taken out: a cancelled probe (timeout) drops its connection.
-        let mut conn = match slot.take() {
-            Some(c) => c,
-            None => self.node_connection(node).await?,
-        };
-        let info = info_replication(&mut conn).await?;
-        *slot = Some(conn);
-        Ok(probe_from_info(&info))
+        node.probe().await
     }
 
     async fn promote(&self, node: &RedisNode) -> std::result::Result<(), RedisError> {
-        let mut conn = self.node_connection(node).await?;
-        ::redis::cmd("REPLICAOF")
-            .arg("NO")
-            .arg("ONE")
-            .query_async::<()>(&mut conn)
-            .await
+        node.promote().await
     }
 
     async fn switchover(
@@ -325,23 +252,7 @@ impl Backend for RedisBackend {
         from: &RedisNode,
         to: &RedisNode,
     ) -> std::result::Result<(), RedisError> {
-        // The old master pauses its clients, lets the target catch up and
-        // hands over; both ends are coordinated by Redis itself (6.2+).
-        let mut conn = self.node_connection(from).await?;
-        let timeout_ms = self.connect_timeout.as_millis().max(1000) as u64;
-        ::redis::cmd("FAILOVER")
-            .arg("TO")
-            .arg(&to.host)
-            .arg(to.port)
-            .arg("TIMEOUT")
-            .arg(timeout_ms)
-            .query_async::<()>(&mut conn)
-            .await?;
-        let mut target = self.node_connection(to).await?;
-        while !info_replication(&mut target).await?.master {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        Ok(())
+        from.failover_to(to, self.connect_timeout).await
     }
 
     async fn follow(
@@ -349,19 +260,10 @@ impl Backend for RedisBackend {
         node: &RedisNode,
         leader: &RedisNode,
     ) -> std::result::Result<(), RedisError> {
-        let mut conn = self.node_connection(node).await?;
-        ::redis::cmd("REPLICAOF")
-            .arg(&leader.host)
-            .arg(leader.port)
-            .query_async::<()>(&mut conn)
-            .await
+        node.follow(leader).await
     }
 
     async fn write_token(conn: &mut RedisConn) -> std::result::Result<WriteToken, RedisError> {
-        let info = info_replication(&mut conn.conn).await?;
-        Ok(WriteToken {
-            epoch: 0,
-            position: info.master_offset,
-        })
+        write_token(&mut conn.conn).await
     }
 }

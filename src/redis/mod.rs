@@ -31,10 +31,16 @@
 
 mod backend;
 mod client;
+#[cfg(feature = "deadpool-redis")]
+mod deadpool;
+mod node;
 mod sentinel;
 
-pub use backend::{RedisBackend, RedisConn, RedisNode, RedisNodePool};
+pub use backend::{RedisBackend, RedisConn, RedisNodePool};
 pub use client::FailoverRedis;
+#[cfg(feature = "deadpool-redis")]
+pub use deadpool::{DeadpoolRedis, RedisDeadpoolError};
+pub use node::RedisNode;
 pub use sentinel::SentinelTopology;
 
 use crate::core::Classify;
