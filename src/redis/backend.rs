@@ -43,18 +43,44 @@ struct Shared {
     conn: MultiplexedConnection,
 }
 
-struct NodePoolInner {
-    client: Client,
+/// One shared multiplexed connection, opened on demand.
+struct Slot {
     connection: AsyncConnectionConfig,
-    generation: PoolGeneration,
-    closed: AtomicBool,
     current: ArcSwapOption<Shared>,
     connecting: Mutex<()>,
+}
+
+impl Slot {
+    fn new(connection: AsyncConnectionConfig) -> Self {
+        Slot {
+            connection,
+            current: ArcSwapOption::empty(),
+            connecting: Mutex::new(()),
+        }
+    }
+}
+
+/// Which of a node pool's connections.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Use {
+    /// Every caller's commands.
+    Shared = 0,
+    /// Writes that wait for replicas (`WAIT` blocks its whole connection,
+    /// so it gets one of its own with no response timeout).
+    Acknowledged = 1,
+}
+
+struct NodePoolInner {
+    client: Client,
+    generation: PoolGeneration,
+    closed: AtomicBool,
+    slots: [Slot; 2],
     next_id: AtomicU64,
 }
 
 /// One pool generation of a Redis node: a multiplexed connection shared by
-/// every caller, (re)opened on demand. Cheap to clone.
+/// every caller, (re)opened on demand, and a second one for acknowledged
+/// writes, opened on first use. Cheap to clone.
 #[derive(Clone)]
 pub struct RedisNodePool(Arc<NodePoolInner>);
 
@@ -63,7 +89,10 @@ impl fmt::Debug for RedisNodePool {
         f.debug_struct("RedisNodePool")
             .field("generation", &self.0.generation)
             .field("closed", &self.is_closed())
-            .field("connected", &self.0.current.load().is_some())
+            .field(
+                "connected",
+                &self.0.slots[Use::Shared as usize].current.load().is_some(),
+            )
             .finish()
     }
 }
@@ -74,46 +103,49 @@ impl RedisNodePool {
         self.0.closed.load(Acquire)
     }
 
-    /// The shared connection, opened if there is none (one connect at a time).
-    async fn connection(&self) -> std::result::Result<RedisConn, RedisError> {
+    /// The slot's connection, opened if there is none (one connect at a time).
+    async fn connection(&self, slot: Use) -> std::result::Result<RedisConn, RedisError> {
         if self.is_closed() || !self.0.generation.is_current() {
             return Err(closed_error());
         }
-        if let Some(shared) = &*self.0.current.load() {
-            return Ok(self.conn(shared));
+        let s = &self.0.slots[slot as usize];
+        if let Some(shared) = &*s.current.load() {
+            return Ok(self.conn(shared, slot));
         }
-        let _connecting = self.0.connecting.lock().await;
-        if let Some(shared) = &*self.0.current.load() {
-            return Ok(self.conn(shared));
+        let _connecting = s.connecting.lock().await;
+        if let Some(shared) = &*s.current.load() {
+            return Ok(self.conn(shared, slot));
         }
         let conn = self
             .0
             .client
-            .get_multiplexed_async_connection_with_config(&self.0.connection)
+            .get_multiplexed_async_connection_with_config(&s.connection)
             .await?;
         let shared = Arc::new(Shared {
             id: self.0.next_id.fetch_add(1, Relaxed),
             conn,
         });
-        self.0.current.store(Some(Arc::clone(&shared)));
-        Ok(self.conn(&shared))
+        s.current.store(Some(Arc::clone(&shared)));
+        Ok(self.conn(&shared, slot))
     }
 
-    fn conn(&self, shared: &Shared) -> RedisConn {
+    fn conn(&self, shared: &Shared, slot: Use) -> RedisConn {
         RedisConn {
             conn: shared.conn.clone(),
             id: shared.id,
+            slot,
             pool: self.clone(),
         }
     }
 
-    /// Forgets the shared connection `id` (it broke): the next caller opens a new one.
-    fn invalidate(&self, id: u64) {
-        let current = self.0.current.load();
+    /// Forgets the slot's connection `id` (it broke): the next caller opens a new one.
+    fn invalidate(&self, slot: Use, id: u64) {
+        let s = &self.0.slots[slot as usize];
+        let current = s.current.load();
         if let Some(shared) = &*current
             && shared.id == id
         {
-            self.0.current.compare_and_swap(&current, None);
+            s.current.compare_and_swap(&current, None);
         }
     }
 }
@@ -131,6 +163,7 @@ fn closed_error() -> RedisError {
 pub struct RedisConn {
     conn: MultiplexedConnection,
     id: u64,
+    slot: Use,
     pool: RedisNodePool,
 }
 
@@ -144,8 +177,19 @@ impl RedisConn {
     /// Forgets this connection in its node pool if `error` says it broke.
     pub(crate) fn note(&self, error: &RedisError) {
         if error.is_io_error() || error.is_connection_dropped() || error.is_unrecoverable_error() {
-            self.pool.invalidate(self.id);
+            self.pool.invalidate(self.slot, self.id);
         }
+    }
+
+    /// Forgets this connection in its node pool (it stopped answering).
+    pub(crate) fn invalidate(&self) {
+        self.pool.invalidate(self.slot, self.id);
+    }
+
+    /// The node's connection for acknowledged writes (see
+    /// [`FailoverRedis::acknowledged`](super::FailoverRedis::acknowledged)).
+    pub(crate) async fn acknowledged(&self) -> std::result::Result<RedisConn, RedisError> {
+        self.pool.connection(Use::Acknowledged).await
     }
 }
 
@@ -207,11 +251,12 @@ impl Backend for RedisBackend {
     fn pool(&self, node: &RedisNode, generation: PoolGeneration) -> Result<RedisNodePool> {
         Ok(RedisNodePool(Arc::new(NodePoolInner {
             client: node.client().clone(),
-            connection: self.connection.clone(),
             generation,
             closed: AtomicBool::new(false),
-            current: ArcSwapOption::empty(),
-            connecting: Mutex::new(()),
+            slots: [
+                Slot::new(self.connection.clone()),
+                Slot::new(self.connection.clone().set_response_timeout(None)),
+            ],
             next_id: AtomicU64::new(0),
         })))
     }
@@ -221,17 +266,18 @@ impl Backend for RedisBackend {
         // Callers holding a clone of the connection finish their commands;
         // nobody gets it again.
         pool.0.closed.store(true, Release);
-        pool.0.current.store(None);
+        for slot in &pool.0.slots {
+            slot.current.store(None);
+        }
         async {}
     }
 
     async fn acquire(&self, pool: &RedisNodePool) -> std::result::Result<RedisConn, RedisError> {
-        pool.connection().await
+        pool.connection(Use::Shared).await
     }
 
     fn is_broken(conn: &RedisConn) -> bool {
-        conn.pool
-            .0
+        conn.pool.0.slots[conn.slot as usize]
             .current
             .load()
             .as_ref()

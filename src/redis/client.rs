@@ -17,9 +17,11 @@
 //! # let _ = v; Ok(()) }
 //! ```
 
+use super::ack::Ack;
 use super::backend::{RedisBackend, RedisConn};
+use super::classify;
 use crate::error::{Error, ErrorClass, Result};
-use crate::pool::{FailoverPool, PoolConfig, ReadPreference, Route, Routed, WriteToken};
+use crate::pool::{FailoverPool, PoolConfig, Pooled, ReadPreference, Route, Routed, WriteToken};
 use ::redis::aio::ConnectionLike;
 use ::redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, Value};
 use std::time::Duration;
@@ -56,12 +58,12 @@ pub(crate) fn to_redis(e: Error) -> RedisError {
 
 /// One request on a connection: a command or a slice of a pipeline.
 #[derive(Clone, Copy)]
-enum Request<'a> {
+pub(crate) enum Request<'a> {
     One(&'a Cmd),
     Many(&'a Pipeline, usize, usize),
 }
 
-enum Reply {
+pub(crate) enum Reply {
     One(Value),
     Many(Vec<Value>),
 }
@@ -78,29 +80,111 @@ impl Request<'_> {
     }
 }
 
-/// Sends `request` on the node `route` picks. A failure that certainly did
-/// not execute (the node refused: `READONLY`, `MASTERDOWN`, …) is reported
-/// and the request sent again, after a short pause, to whichever node the
-/// route picks then, until the acquire timeout; anything else is returned.
-async fn send(
+/// A refusal hidden in a pipeline's replies (pipelines return their
+/// commands' errors as values): the first failover-class error, and whether
+/// the whole pipeline was refused: every reply an error that certainly did
+/// not execute (or the `EXECABORT` of a transaction they aborted), so that
+/// nothing ran and it may be sent again.
+fn refusal(values: &[Value]) -> Option<(RedisError, bool)> {
+    let mut first: Option<RedisError> = None;
+    let mut all_refused = !values.is_empty();
+    for v in values {
+        let Value::ServerError(e) = v else {
+            all_refused = false;
+            continue;
+        };
+        let e = RedisError::from(e.clone());
+        let class = classify(&e);
+        let aborted = e.code() == Some("EXECABORT") && first.is_some();
+        all_refused &= class == ErrorClass::not_executed() || aborted;
+        if class.is_failover() && first.is_none() {
+            first = Some(e);
+        }
+    }
+    first.map(|e| (e, all_refused))
+}
+
+/// How one attempt ended, when it did not succeed.
+enum Failed {
+    /// Certainly not executed: send it again to the node the route picks next.
+    Refused(RedisError),
+    /// The caller's answer.
+    Final(RedisError),
+}
+
+/// One attempt on the connection the route picked (on its node's
+/// acknowledged-writes connection with `ack`).
+async fn attempt(
+    conn: &mut Pooled<RedisBackend>,
+    request: Request<'_>,
+    ack: Option<Ack>,
+) -> std::result::Result<Reply, Failed> {
+    let judge = |conn: &Pooled<RedisBackend>, e: RedisError| {
+        if conn.report(&e) == ErrorClass::not_executed() {
+            Failed::Refused(e)
+        } else {
+            Failed::Final(e)
+        }
+    };
+    let mut acked = match ack {
+        Some(_) => Some(conn.acknowledged().await.map_err(|e| judge(conn, e))?),
+        None => None,
+    };
+    let sent = match (ack, acked.as_mut()) {
+        (Some(ack), Some(target)) => {
+            let sent = ack.bounded(request.send(target)).await;
+            if matches!(&sent, Err(e) if e.is_timeout()) {
+                target.invalidate();
+            }
+            sent
+        }
+        _ => request.send(conn).await,
+    };
+    let reply = match sent {
+        Ok(Reply::Many(values)) => match refusal(&values) {
+            Some((e, true)) => return Err(judge(conn, e)),
+            Some((e, false)) => {
+                // Some commands ran: the replies go back as they are.
+                conn.report(&e);
+                Reply::Many(values)
+            }
+            None => Reply::Many(values),
+        },
+        Ok(reply) => reply,
+        Err(e) => return Err(judge(conn, e)),
+    };
+    match (ack, acked) {
+        (Some(ack), Some(mut acked)) => ack.confirm(&mut acked, reply).await.map_err(Failed::Final),
+        _ => Ok(reply),
+    }
+}
+
+/// Sends `request` on the node `route` picks and, with `ack`, waits for
+/// replicas to confirm it. A failure that certainly did not execute (the
+/// node refused: `READONLY`, `MASTERDOWN`, …; a pipeline all of whose
+/// commands were refused) is reported and the request sent again, after a
+/// short pause, to whichever node the route picks then, until the acquire
+/// timeout; anything else is returned.
+pub(crate) async fn send(
     pool: &FailoverRedis,
     route: Route,
     request: Request<'_>,
+    ack: Option<Ack>,
 ) -> std::result::Result<Reply, RedisError> {
     let mut deadline = None;
     let mut pause = Duration::from_millis(2);
     loop {
         let mut conn = pool.checkout(route).await.map_err(to_redis)?;
-        let err = match request.send(&mut conn).await {
+        let refused = match attempt(&mut conn, request, ack).await {
             Ok(reply) => return Ok(reply),
-            Err(e) => e,
+            Err(Failed::Final(e)) => return Err(e),
+            Err(Failed::Refused(e)) => e,
         };
-        let class = conn.report(&err);
         drop(conn);
         let deadline =
             *deadline.get_or_insert_with(|| Instant::now() + pool.config().acquire_timeout);
-        if class != ErrorClass::not_executed() || Instant::now() + pause >= deadline {
-            return Err(err);
+        if Instant::now() + pause >= deadline {
+            return Err(refused);
         }
         // Give the re-probe a moment: the topology still names this node.
         tokio::time::sleep(pause).await;
@@ -108,14 +192,14 @@ async fn send(
     }
 }
 
-fn one(reply: Reply) -> Value {
+pub(crate) fn one(reply: Reply) -> Value {
     match reply {
         Reply::One(v) => v,
         Reply::Many(mut v) => v.pop().unwrap_or(Value::Nil),
     }
 }
 
-fn many(reply: Reply) -> Vec<Value> {
+pub(crate) fn many(reply: Reply) -> Vec<Value> {
     match reply {
         Reply::Many(v) => v,
         Reply::One(v) => vec![v],
@@ -124,7 +208,11 @@ fn many(reply: Reply) -> Vec<Value> {
 
 impl ConnectionLike for FailoverRedis {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        Box::pin(async move { send(self, Route::Writer, Request::One(cmd)).await.map(one) })
+        Box::pin(async move {
+            send(self, Route::Writer, Request::One(cmd), None)
+                .await
+                .map(one)
+        })
     }
 
     fn req_packed_commands<'a>(
@@ -134,9 +222,14 @@ impl ConnectionLike for FailoverRedis {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
-            send(self, Route::Writer, Request::Many(pipeline, offset, count))
-                .await
-                .map(many)
+            send(
+                self,
+                Route::Writer,
+                Request::Many(pipeline, offset, count),
+                None,
+            )
+            .await
+            .map(many)
         })
     }
 
@@ -148,7 +241,7 @@ impl ConnectionLike for FailoverRedis {
 impl ConnectionLike for Routed<RedisBackend> {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
-            send(self.pool(), self.route(), Request::One(cmd))
+            send(self.pool(), self.route(), Request::One(cmd), None)
                 .await
                 .map(one)
         })
@@ -165,6 +258,7 @@ impl ConnectionLike for Routed<RedisBackend> {
                 self.pool(),
                 self.route(),
                 Request::Many(pipeline, offset, count),
+                None,
             )
             .await
             .map(many)

@@ -29,6 +29,7 @@
 //! may have executed (not retried). `WRONGTYPE`, `NOSCRIPT`, `OOM`, syntax
 //! and other server errors are the caller's, untouched.
 
+mod ack;
 mod backend;
 mod client;
 #[cfg(feature = "deadpool-redis")]
@@ -36,6 +37,7 @@ mod deadpool;
 mod node;
 mod sentinel;
 
+pub use ack::{Acknowledged, UNCONFIRMED, is_unconfirmed};
 pub use backend::{RedisBackend, RedisConn, RedisNodePool};
 pub use client::FailoverRedis;
 #[cfg(feature = "deadpool-redis")]
