@@ -7,6 +7,7 @@
 
 use super::DEFAULT_PORT;
 use super::node::{RedisNode, write_token};
+use super::watched;
 use crate::error::Result;
 use crate::pool::{Backend, NodeSpec, PoolConfig, PoolGeneration, Probe, WriteToken};
 use ::redis::aio::{ConnectionLike, MultiplexedConnection};
@@ -41,6 +42,14 @@ impl RedisBackend {
 struct Shared {
     id: u64,
     conn: MultiplexedConnection,
+    /// Raised when the server closed the connection or it failed.
+    dead: Arc<AtomicBool>,
+}
+
+impl Shared {
+    fn is_dead(&self) -> bool {
+        self.dead.load(Acquire)
+    }
 }
 
 /// One shared multiplexed connection, opened on demand.
@@ -76,6 +85,7 @@ struct NodePoolInner {
     closed: AtomicBool,
     slots: [Slot; 2],
     next_id: AtomicU64,
+    connect_timeout: Duration,
 }
 
 /// One pool generation of a Redis node: a multiplexed connection shared by
@@ -109,21 +119,24 @@ impl RedisNodePool {
             return Err(closed_error());
         }
         let s = &self.0.slots[slot as usize];
-        if let Some(shared) = &*s.current.load() {
+        if let Some(shared) = &*s.current.load()
+            && !shared.is_dead()
+        {
             return Ok(self.conn(shared, slot));
         }
         let _connecting = s.connecting.lock().await;
-        if let Some(shared) = &*s.current.load() {
+        if let Some(shared) = &*s.current.load()
+            && !shared.is_dead()
+        {
             return Ok(self.conn(shared, slot));
         }
-        let conn = self
-            .0
-            .client
-            .get_multiplexed_async_connection_with_config(&s.connection)
-            .await?;
+        // None yet, or it ended (a command sent on it could not run): a new one.
+        let (conn, dead) =
+            watched::connect(&self.0.client, &s.connection, self.0.connect_timeout).await?;
         let shared = Arc::new(Shared {
             id: self.0.next_id.fetch_add(1, Relaxed),
             conn,
+            dead,
         });
         s.current.store(Some(Arc::clone(&shared)));
         Ok(self.conn(&shared, slot))
@@ -132,6 +145,7 @@ impl RedisNodePool {
     fn conn(&self, shared: &Shared, slot: Use) -> RedisConn {
         RedisConn {
             conn: shared.conn.clone(),
+            dead: Arc::clone(&shared.dead),
             id: shared.id,
             slot,
             pool: self.clone(),
@@ -151,10 +165,7 @@ impl RedisNodePool {
 }
 
 fn closed_error() -> RedisError {
-    RedisError::from((
-        ::redis::ErrorKind::Client,
-        "connection from a retired pool generation",
-    ))
+    RedisError::from((::redis::ErrorKind::Client, "not sent", RETIRED.to_owned()))
 }
 
 /// A connection to one Redis node: a clone of the node's multiplexed
@@ -162,6 +173,7 @@ fn closed_error() -> RedisError {
 /// the node pool open a new one for the next caller.
 pub struct RedisConn {
     conn: MultiplexedConnection,
+    dead: Arc<AtomicBool>,
     id: u64,
     slot: Use,
     pool: RedisNodePool,
@@ -193,9 +205,42 @@ impl RedisConn {
     }
 }
 
+impl RedisConn {
+    /// Refuses to send on a connection already known to have ended (the
+    /// command certainly does not run; see [`not_sent`]).
+    fn check_open(&self) -> std::result::Result<(), RedisError> {
+        if self.dead.load(Acquire) {
+            self.invalidate();
+            return Err(not_sent());
+        }
+        Ok(())
+    }
+}
+
+/// Why a command was not sent (the detail of a [`not_sent`] error).
+const CONNECTION_ENDED: &str = "the connection had closed; the command was not sent";
+const RETIRED: &str = "connection from a retired pool generation; the command was not sent";
+
+/// The error of a command not sent because its connection had already
+/// ended: certainly not executed, unlike the `broken pipe` of one cut off
+/// in flight.
+pub(crate) fn not_sent() -> RedisError {
+    RedisError::from((
+        ::redis::ErrorKind::Client,
+        "not sent",
+        CONNECTION_ENDED.to_owned(),
+    ))
+}
+
+/// Whether `error` is this crate's refusal to send a command (see [`not_sent`]).
+pub(crate) fn is_not_sent(error: &RedisError) -> bool {
+    matches!(error.detail(), Some(CONNECTION_ENDED | RETIRED))
+}
+
 impl ConnectionLike for RedisConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
+            self.check_open()?;
             let r = self.conn.req_packed_command(cmd).await;
             if let Err(e) = &r {
                 self.note(e);
@@ -211,6 +256,7 @@ impl ConnectionLike for RedisConn {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
+            self.check_open()?;
             let r = self.conn.req_packed_commands(pipeline, offset, count).await;
             if let Err(e) = &r {
                 self.note(e);
@@ -258,6 +304,7 @@ impl Backend for RedisBackend {
                 Slot::new(self.connection.clone().set_response_timeout(None)),
             ],
             next_id: AtomicU64::new(0),
+            connect_timeout: self.connect_timeout,
         })))
     }
 
@@ -281,7 +328,7 @@ impl Backend for RedisBackend {
             .current
             .load()
             .as_ref()
-            .is_none_or(|s| s.id != conn.id)
+            .is_none_or(|s| s.id != conn.id || s.is_dead())
             && !conn.pool.is_closed()
     }
 

@@ -36,6 +36,7 @@ mod client;
 mod deadpool;
 mod node;
 mod sentinel;
+mod watched;
 
 pub use ack::{Acknowledged, UNCONFIRMED, is_unconfirmed};
 pub use backend::{RedisBackend, RedisConn, RedisNodePool};
@@ -72,6 +73,9 @@ pub fn classify(error: &RedisError) -> ErrorClass {
             _ => ErrorClass::Application,
         },
         _ if error.code() == Some("NOREPLICAS") => ErrorClass::not_executed(),
+        // Refused by this crate before it was sent (a connection that had
+        // ended, a retired pool generation).
+        ErrorKind::Client if backend::is_not_sent(error) => ErrorClass::not_executed(),
         ErrorKind::Io => {
             // A refusal never reached the server; any other I/O failure may
             // have happened after the command was written.
