@@ -16,6 +16,7 @@ use crate::error::Result;
 use crate::pool::config::PoolConfig;
 use crate::pool::node::{NodeSpec, PoolGeneration};
 use crate::pool::route::WriteToken;
+use crate::pool::topology::Lineage;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -57,18 +58,6 @@ impl Probe {
             upstream: None,
         }
     }
-}
-
-/// A node's replication history: the id of the history it is on, and the
-/// one it continued from when it was promoted (Redis `master_replid` and
-/// `master_replid2`). A primary whose `id` is another node's `previous` was
-/// superseded by that promotion, and is fenced.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Lineage {
-    /// The current replication history id.
-    pub id: Arc<str>,
-    /// The history it continued from at its last promotion, if any.
-    pub previous: Option<Arc<str>>,
 }
 
 /// A data store that a [`FailoverPool`](crate::pool::FailoverPool) can drive.

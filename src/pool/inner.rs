@@ -13,6 +13,7 @@ use crate::pool::backend::Backend;
 use crate::pool::config::PoolConfig;
 use crate::pool::node::{NodeSpec, PoolGeneration};
 use crate::pool::reconcile::{Outcome, ProbeResult, Reconciler};
+use crate::pool::source::TopologySource;
 use crate::pool::stats::{PoolCounters, names};
 use crate::pool::topology::Topology;
 use arc_swap::ArcSwap;
@@ -87,6 +88,8 @@ pub(crate) struct Inner<B: Backend> {
     pub(crate) closed: AtomicBool,
     /// Background tasks (prober, topology source), aborted on drop.
     pub(crate) tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// The topology source, for a switchover its orchestrator runs.
+    pub(crate) source: Option<Arc<dyn TopologySource>>,
 }
 
 impl<B: Backend> fmt::Debug for Inner<B> {
@@ -118,6 +121,7 @@ impl<B: Backend> Inner<B> {
         config: PoolConfig,
         slots: Vec<Arc<Slot<B>>>,
         reconciler: Reconciler,
+        source: Option<Arc<dyn TopologySource>>,
     ) -> Self {
         let name: Arc<str> = Arc::from(config.name.as_str());
         let routing = Routing {
@@ -139,6 +143,7 @@ impl<B: Backend> Inner<B> {
             paused: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             tasks: Mutex::new(Vec::new()),
+            source,
         }
     }
 

@@ -47,6 +47,7 @@ pub mod backend;
 mod builder;
 pub mod config;
 mod discovered;
+mod follow;
 mod handle;
 mod inner;
 pub mod mock;
@@ -59,7 +60,7 @@ pub mod source;
 mod stats;
 pub mod topology;
 
-pub use backend::{Backend, Lineage, Probe};
+pub use backend::{Backend, Probe};
 pub use builder::{PoolBuilder, PoolSpec};
 pub use config::{PoolConfig, PromotionPolicy, ReadPreference};
 pub use discovered::DiscoveredTopology;
@@ -67,10 +68,11 @@ pub use handle::{Pooled, Reporter, Routed};
 pub use node::{NodeSpec, PoolGeneration};
 pub use route::{Route, WriteToken};
 pub use source::{
-    ManualTopology, StaticTopology, TopologyFuture, TopologyHandle, TopologySource, TopologyView,
+    ManualTopology, StaticTopology, SwitchFuture, TopologyFuture, TopologyHandle, TopologySource,
+    TopologyView,
 };
 pub use stats::{PoolStats, names};
-pub use topology::{NodeStatus, Topology};
+pub use topology::{Lineage, NodeStatus, Topology};
 
 use crate::core::events::Event;
 use crate::error::{Error, Result};
@@ -187,7 +189,13 @@ impl<B: Backend> FailoverPool<B> {
             .collect::<Result<Vec<_>>>()?;
         let mut reconciler = Reconciler::new(&ids, Rules::of(&config), Instant::now());
         reconciler.set_claim(view.writer);
-        let inner = Arc::new(Inner::new(backend, config, slots, reconciler));
+        let inner = Arc::new(Inner::new(
+            backend,
+            config,
+            slots,
+            reconciler,
+            source.clone(),
+        ));
         metrics::gauge!(names::POOL_NODES, "manager" => inner.label.clone()).set(ids.len() as f64);
         let _ = Inner::probe_round(&inner).await;
         let prober = prober::Prober {
@@ -196,7 +204,7 @@ impl<B: Backend> FailoverPool<B> {
         };
         inner.add_task(tokio::spawn(prober.run()));
         if let Some(source) = source {
-            inner.add_task(tokio::spawn(source::follow(Arc::downgrade(&inner), source)));
+            inner.add_task(tokio::spawn(follow::follow(Arc::downgrade(&inner), source)));
         }
         Ok(FailoverPool { inner })
     }

@@ -65,7 +65,9 @@ impl<B: Backend> FailoverPool<B> {
     /// A planned switchover: stops handing out the writer, waits (up to
     /// `timeout`) until the target replica (or, with `None`, the most
     /// advanced one) has replayed everything the writer wrote, switches
-    /// ([`Backend::switchover`]: Postgres promotes the target), and resumes.
+    /// ([`Backend::switchover`]: Postgres promotes the target, Redis runs
+    /// `FAILOVER TO`; with a topology source that runs an orchestrator, such
+    /// as Sentinel, the orchestrator switches and picks the replica), and resumes.
     /// The old primary is fenced by the new epoch; stop it or rejoin it as a
     /// replica. If the target does not catch up in time, nothing is promoted
     /// and writes resume on the old writer. Writers are released only once
@@ -108,13 +110,16 @@ impl<B: Backend> FailoverPool<B> {
         let deadline = Instant::now() + timeout;
         self.wait_caught_up(&old, &target, deadline, timeout)
             .await?;
-        self.switch(&old, &target).await?;
+        let orchestrated = self.switch(&old, &target).await?;
         // Writers stay held back until the published topology has the new
         // writer (and the old one fenced): releasing them earlier would send
-        // them to the old primary, which may still accept writes.
+        // them to the old primary, which may still accept writes. An
+        // orchestrator may have promoted another replica than `target`.
         loop {
             let t = self.refresh().await;
-            if t.writer_status().is_some_and(|w| w.id == target) {
+            if t.writer_status()
+                .is_some_and(|w| w.id == target || (orchestrated && w.id != old))
+            {
                 return Ok(t);
             }
             if Instant::now() >= deadline {
@@ -163,8 +168,27 @@ impl<B: Backend> FailoverPool<B> {
         }
     }
 
-    /// The switch itself, through [`Backend::switchover`].
-    async fn switch(&self, from: &str, to: &str) -> Result<()> {
+    /// The switch itself: through the topology source's orchestrator when
+    /// it runs one ([`TopologySource::switchover`](crate::pool::TopologySource::switchover);
+    /// returns `true`), else
+    /// through [`Backend::switchover`].
+    async fn switch(&self, from: &str, to: &str) -> Result<bool> {
+        if let Some(switch) = self
+            .inner
+            .source
+            .as_ref()
+            .and_then(|s| s.switchover(from, to))
+        {
+            let timeout = self.inner.config.promotion_timeout;
+            return match tokio::time::timeout(timeout, switch).await {
+                Ok(r) => r.map(|()| true),
+                Err(_) => Err(Error::Timeout {
+                    what: "switchover through the topology source's orchestrator",
+                    after: timeout,
+                    may_have_executed: true,
+                }),
+            };
+        }
         let mut reconciler = self.inner.reconciler.lock().await;
         let slots = Arc::clone(&self.inner.routing.load().slots);
         let from = self.index_of(&slots, from)?;
@@ -182,6 +206,7 @@ impl<B: Backend> FailoverPool<B> {
             switch,
         )
         .await
+        .map(|()| false)
     }
 
     fn index_of(&self, slots: &[Arc<crate::pool::inner::Slot<B>>], id: &str) -> Result<usize> {

@@ -4,9 +4,20 @@
 //! and derived from probes by the pool's reconciler.
 
 use crate::core::endpoint::Role;
-use crate::pool::backend::Lineage;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// A node's replication history: the id of the history it is on, and the
+/// one it continued from when it was promoted (Redis `master_replid` and
+/// `master_replid2`). A primary whose `id` is another node's `previous` was
+/// superseded by that promotion, and is fenced.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Lineage {
+    /// The current replication history id.
+    pub id: Arc<str>,
+    /// The history it continued from at its last promotion, if any.
+    pub previous: Option<Arc<str>>,
+}
 
 /// What the pool knows about one node.
 #[derive(Debug, Clone, PartialEq, Eq)]

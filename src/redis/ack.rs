@@ -1,6 +1,6 @@
 //! Acknowledged writes: [`FailoverRedis::acknowledged`] gives a handle whose
 //! commands return only once `WAIT` says enough replicas have them, and
-//! fail with [`UNCONFIRMED`] ("written on the master, not confirmed on
+//! fail with [`UNCONFIRMED`](super::UNCONFIRMED) ("written on the master, not confirmed on
 //! replicas") when they do not in time.
 //!
 //! `WAIT` blocks the connection it is sent on, so these commands use a
@@ -9,87 +9,17 @@
 //! timeout plus the `WAIT` timeout instead); the shared connection of
 //! every other caller never waits for replicas.
 
-use super::backend::{RESPONSE_TIMEOUT, RedisBackend, RedisConn};
-use super::client::{FailoverRedis, Reply, Request, many, one, send};
+use super::backend::RedisBackend;
+use super::client::FailoverRedis;
+use super::send::{Ack, Request, many, one, send};
 use crate::pool::{FailoverPool, Route};
 use ::redis::aio::ConnectionLike;
-use ::redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
+use ::redis::{Cmd, Pipeline, RedisFuture, Value};
 use std::time::Duration;
-
-/// The error code of a write the master applied but too few replicas
-/// confirmed in time: it is not lost yet, but a failover now could lose it.
-/// Test for it with [`is_unconfirmed`].
-pub const UNCONFIRMED: &str = "UNCONFIRMED";
-
-/// Whether `error` says "written on the master, not confirmed on replicas"
-/// (an acknowledged write whose `WAIT` fell short or failed).
-pub fn is_unconfirmed(error: &RedisError) -> bool {
-    error.code() == Some(UNCONFIRMED)
-}
-
-fn unconfirmed(detail: String) -> RedisError {
-    ::redis::make_extension_error(
-        UNCONFIRMED.to_owned(),
-        Some(format!(
-            "written on the master, not confirmed on replicas: {detail}"
-        )),
-    )
-}
-
-/// How many replicas must confirm, and how long to wait for them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Ack {
-    replicas: u32,
-    timeout: Duration,
-}
-
-impl Ack {
-    /// Runs one request on the acknowledged-writes connection within the
-    /// response timeout plus the `WAIT` timeout.
-    pub(crate) async fn bounded<T>(
-        self,
-        request: impl Future<Output = Result<T, RedisError>>,
-    ) -> Result<T, RedisError> {
-        match tokio::time::timeout(RESPONSE_TIMEOUT + self.timeout, request).await {
-            Ok(r) => r,
-            Err(_) => Err(RedisError::from(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "no answer from the node",
-            ))),
-        }
-    }
-
-    /// Sends `WAIT` after the request on the same connection; `reply` goes
-    /// back if enough replicas confirm.
-    pub(crate) async fn confirm(
-        self,
-        conn: &mut RedisConn,
-        reply: Reply,
-    ) -> Result<Reply, RedisError> {
-        let millis = u64::try_from(self.timeout.as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1);
-        let mut wait = ::redis::cmd("WAIT");
-        wait.arg(self.replicas).arg(millis);
-        match self.bounded(wait.query_async::<i64>(&mut *conn)).await {
-            Ok(n) if n >= i64::from(self.replicas) => Ok(reply),
-            Ok(n) => Err(unconfirmed(format!(
-                "{n} of {} replicas within {:?}",
-                self.replicas, self.timeout
-            ))),
-            Err(e) => {
-                if e.is_timeout() {
-                    conn.invalidate();
-                }
-                Err(unconfirmed(format!("WAIT failed: {e}")))
-            }
-        }
-    }
-}
 
 /// A handle whose commands go to the current master and return only once
 /// `replicas` replicas have confirmed them (`WAIT`), else fail with an
-/// [`UNCONFIRMED`] error. Commands the old master refused during a failover
+/// [`UNCONFIRMED`](super::UNCONFIRMED) error. Commands the old master refused during a failover
 /// are sent again to the new one, as with [`FailoverRedis`]. Cheap to clone.
 ///
 /// ```no_run
@@ -115,12 +45,12 @@ pub struct Acknowledged {
 impl Acknowledged {
     /// The replicas each write waits for.
     pub fn replicas(&self) -> u32 {
-        self.ack.replicas
+        self.ack.replicas()
     }
 
     /// How long each write waits for them.
     pub fn timeout(&self) -> Duration {
-        self.ack.timeout
+        self.ack.timeout()
     }
 }
 
@@ -130,7 +60,7 @@ impl FailoverPool<RedisBackend> {
     pub fn acknowledged(&self, replicas: u32, timeout: Duration) -> Acknowledged {
         Acknowledged {
             pool: self.clone(),
-            ack: Ack { replicas, timeout },
+            ack: Ack::new(replicas, timeout),
         }
     }
 }

@@ -35,15 +35,17 @@ mod client;
 #[cfg(feature = "deadpool-redis")]
 mod deadpool;
 mod node;
+mod send;
 mod sentinel;
 mod watched;
 
-pub use ack::{Acknowledged, UNCONFIRMED, is_unconfirmed};
+pub use ack::Acknowledged;
 pub use backend::{RedisBackend, RedisConn, RedisNodePool};
 pub use client::FailoverRedis;
 #[cfg(feature = "deadpool-redis")]
 pub use deadpool::{DeadpoolRedis, RedisDeadpoolError};
 pub use node::RedisNode;
+pub use send::{UNCONFIRMED, is_unconfirmed};
 pub use sentinel::SentinelTopology;
 
 use crate::core::Classify;

@@ -4,7 +4,7 @@
 use super::backend::RESPONSE_TIMEOUT;
 use crate::core::redact::redact_url;
 use crate::error::{Error, Result};
-use crate::pool::{NodeSpec, TopologyFuture, TopologySource, TopologyView};
+use crate::pool::{NodeSpec, SwitchFuture, TopologyFuture, TopologySource, TopologyView};
 use ::redis::{AsyncConnectionConfig, Client, RedisError, Value};
 use futures_util::StreamExt;
 use std::collections::{BTreeMap, BTreeSet};
@@ -320,6 +320,38 @@ async fn listen((host, port): (String, u16), changed: Arc<Notify>) {
 impl TopologySource for SentinelTopology {
     fn name(&self) -> &str {
         "sentinel"
+    }
+
+    /// `SENTINEL FAILOVER`, asked of the known sentinels in turn until one
+    /// accepts (Sentinel picks the replica; the pool follows it).
+    fn switchover(&self, _from: &str, _to: &str) -> Option<SwitchFuture<'_>> {
+        Some(Box::pin(async move {
+            let sentinels: Vec<_> = self.lock().sentinels.iter().cloned().collect();
+            let mut last = None;
+            for (host, port) in sentinels {
+                let asked = async {
+                    let client = Self::client(&host, port)?;
+                    let mut conn = client
+                        .get_multiplexed_async_connection_with_config(&self.connection)
+                        .await?;
+                    ::redis::cmd("SENTINEL")
+                        .arg("FAILOVER")
+                        .arg(&self.master_name)
+                        .query_async::<()>(&mut conn)
+                        .await
+                };
+                match asked.await {
+                    Ok(()) => {
+                        self.changed.notify_one();
+                        return Ok(());
+                    }
+                    Err(e) => last = Some((node_id(&host, port), e)),
+                }
+            }
+            let (sentinel, e) = last.expect("a sentinel is always known");
+            let class = crate::core::Classify::classify(&e);
+            Err(Error::backend(sentinel, class, e).during("SENTINEL FAILOVER"))
+        }))
     }
 
     fn next_view(&self) -> TopologyFuture<'_> {

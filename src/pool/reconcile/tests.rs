@@ -401,7 +401,7 @@ fn redis(
     upstream: Option<&str>,
 ) -> ProbeResult {
     let mut p = Probe::new(role, 0, pos);
-    p.lineage = Some(crate::pool::backend::Lineage {
+    p.lineage = Some(crate::pool::Lineage {
         id: Arc::from(id),
         previous: previous.map(Arc::from),
     });

@@ -1,0 +1,275 @@
+//! The engine under every Redis handle: one request (a command or a
+//! pipeline) sent on the connection a route picks, refusals (`READONLY`,
+//! `MASTERDOWN`, …, or a pipeline all of whose commands were refused) sent
+//! again to the new master, and, for acknowledged writes, the `WAIT` that
+//! confirms them on replicas. [`FailoverRedis`](super::FailoverRedis),
+//! [`Routed`](crate::pool::Routed) Redis handles and
+//! [`Acknowledged`](super::Acknowledged) are thin `ConnectionLike` facades
+//! over [`send`].
+
+use super::backend::{RESPONSE_TIMEOUT, RedisBackend, RedisConn};
+use super::classify;
+use crate::error::{Error, ErrorClass};
+use crate::pool::{FailoverPool, Pooled, Route};
+use ::redis::aio::ConnectionLike;
+use ::redis::{Cmd, ErrorKind, Pipeline, RedisError, Value};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The error code of a write the master applied but too few replicas
+/// confirmed in time: it is not lost yet, but a failover now could lose it.
+/// Test for it with [`is_unconfirmed`].
+pub const UNCONFIRMED: &str = "UNCONFIRMED";
+
+/// Whether `error` says "written on the master, not confirmed on replicas"
+/// (an acknowledged write whose `WAIT` fell short or failed).
+pub fn is_unconfirmed(error: &RedisError) -> bool {
+    error.code() == Some(UNCONFIRMED)
+}
+
+fn unconfirmed(detail: String) -> RedisError {
+    ::redis::make_extension_error(
+        UNCONFIRMED.to_owned(),
+        Some(format!(
+            "written on the master, not confirmed on replicas: {detail}"
+        )),
+    )
+}
+
+/// How many replicas must confirm, and how long to wait for them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Ack {
+    replicas: u32,
+    timeout: Duration,
+}
+
+impl Ack {
+    pub(crate) fn new(replicas: u32, timeout: Duration) -> Self {
+        Ack { replicas, timeout }
+    }
+
+    pub(crate) fn replicas(self) -> u32 {
+        self.replicas
+    }
+
+    pub(crate) fn timeout(self) -> Duration {
+        self.timeout
+    }
+
+    /// Runs one request on the acknowledged-writes connection within the
+    /// response timeout plus the `WAIT` timeout.
+    pub(crate) async fn bounded<T>(
+        self,
+        request: impl Future<Output = Result<T, RedisError>>,
+    ) -> Result<T, RedisError> {
+        match tokio::time::timeout(RESPONSE_TIMEOUT + self.timeout, request).await {
+            Ok(r) => r,
+            Err(_) => Err(RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "no answer from the node",
+            ))),
+        }
+    }
+
+    /// Sends `WAIT` after the request on the same connection; `reply` goes
+    /// back if enough replicas confirm.
+    pub(crate) async fn confirm(
+        self,
+        conn: &mut RedisConn,
+        reply: Reply,
+    ) -> Result<Reply, RedisError> {
+        let millis = u64::try_from(self.timeout.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let mut wait = ::redis::cmd("WAIT");
+        wait.arg(self.replicas).arg(millis);
+        match self.bounded(wait.query_async::<i64>(&mut *conn)).await {
+            Ok(n) if n >= i64::from(self.replicas) => Ok(reply),
+            Ok(n) => Err(unconfirmed(format!(
+                "{n} of {} replicas within {:?}",
+                self.replicas, self.timeout
+            ))),
+            Err(e) => {
+                if e.is_timeout() {
+                    conn.invalidate();
+                }
+                Err(unconfirmed(format!("WAIT failed: {e}")))
+            }
+        }
+    }
+}
+
+/// What the Redis surface returns for this crate's errors: the error a
+/// `ConnectionManager` caller would see for an unreachable server (I/O:
+/// timed out or not connected), the driver's own error unwrapped.
+pub(crate) fn to_redis(e: Error) -> RedisError {
+    use std::io::{Error as Io, ErrorKind as IoKind};
+    match e {
+        Error::Backend { source, .. } if source.is::<RedisError>() => {
+            match source.downcast::<RedisError>() {
+                Ok(e) => *e,
+                Err(_) => unreachable!("checked with `is`"),
+            }
+        }
+        Error::NoNode { .. } | Error::Timeout { .. } => {
+            RedisError::from(Io::new(IoKind::TimedOut, e))
+        }
+        Error::Closed => RedisError::from(Io::new(IoKind::NotConnected, e)),
+        Error::Config(_) => RedisError::from((
+            ErrorKind::InvalidClientConfig,
+            "invalid configuration",
+            e.to_string(),
+        )),
+        other => RedisError::from(Io::other(other)),
+    }
+}
+
+/// One request on a connection: a command or a slice of a pipeline.
+#[derive(Clone, Copy)]
+pub(crate) enum Request<'a> {
+    One(&'a Cmd),
+    Many(&'a Pipeline, usize, usize),
+}
+
+pub(crate) enum Reply {
+    One(Value),
+    Many(Vec<Value>),
+}
+
+impl Request<'_> {
+    async fn send(self, conn: &mut RedisConn) -> std::result::Result<Reply, RedisError> {
+        match self {
+            Request::One(cmd) => conn.req_packed_command(cmd).await.map(Reply::One),
+            Request::Many(p, offset, count) => conn
+                .req_packed_commands(p, offset, count)
+                .await
+                .map(Reply::Many),
+        }
+    }
+}
+
+/// A refusal hidden in a pipeline's replies (pipelines return their
+/// commands' errors as values): the first failover-class error, and whether
+/// the whole pipeline was refused: every reply an error that certainly did
+/// not execute (or the `EXECABORT` of a transaction they aborted), so that
+/// nothing ran and it may be sent again.
+fn refusal(values: &[Value]) -> Option<(RedisError, bool)> {
+    let mut first: Option<RedisError> = None;
+    let mut all_refused = !values.is_empty();
+    for v in values {
+        let Value::ServerError(e) = v else {
+            all_refused = false;
+            continue;
+        };
+        let e = RedisError::from(e.clone());
+        let class = classify(&e);
+        let aborted = e.code() == Some("EXECABORT") && first.is_some();
+        all_refused &= class == ErrorClass::not_executed() || aborted;
+        if class.is_failover() && first.is_none() {
+            first = Some(e);
+        }
+    }
+    first.map(|e| (e, all_refused))
+}
+
+/// How one attempt ended, when it did not succeed.
+enum Failed {
+    /// Certainly not executed: send it again to the node the route picks next.
+    Refused(RedisError),
+    /// The caller's answer.
+    Final(RedisError),
+}
+
+/// One attempt on the connection the route picked (on its node's
+/// acknowledged-writes connection with `ack`).
+async fn attempt(
+    conn: &mut Pooled<RedisBackend>,
+    request: Request<'_>,
+    ack: Option<Ack>,
+) -> std::result::Result<Reply, Failed> {
+    let judge = |conn: &Pooled<RedisBackend>, e: RedisError| {
+        if conn.report(&e) == ErrorClass::not_executed() {
+            Failed::Refused(e)
+        } else {
+            Failed::Final(e)
+        }
+    };
+    let mut acked = match ack {
+        Some(_) => Some(conn.acknowledged().await.map_err(|e| judge(conn, e))?),
+        None => None,
+    };
+    let sent = match (ack, acked.as_mut()) {
+        (Some(ack), Some(target)) => {
+            let sent = ack.bounded(request.send(target)).await;
+            if matches!(&sent, Err(e) if e.is_timeout()) {
+                target.invalidate();
+            }
+            sent
+        }
+        _ => request.send(conn).await,
+    };
+    let reply = match sent {
+        Ok(Reply::Many(values)) => match refusal(&values) {
+            Some((e, true)) => return Err(judge(conn, e)),
+            Some((e, false)) => {
+                // Some commands ran: the replies go back as they are.
+                conn.report(&e);
+                Reply::Many(values)
+            }
+            None => Reply::Many(values),
+        },
+        Ok(reply) => reply,
+        Err(e) => return Err(judge(conn, e)),
+    };
+    match (ack, acked) {
+        (Some(ack), Some(mut acked)) => ack.confirm(&mut acked, reply).await.map_err(Failed::Final),
+        _ => Ok(reply),
+    }
+}
+
+/// Sends `request` on the node `route` picks and, with `ack`, waits for
+/// replicas to confirm it. A failure that certainly did not execute (the
+/// node refused: `READONLY`, `MASTERDOWN`, …; a pipeline all of whose
+/// commands were refused) is reported and the request sent again, after a
+/// short pause, to whichever node the route picks then, until the acquire
+/// timeout; anything else is returned.
+pub(crate) async fn send(
+    pool: &FailoverPool<RedisBackend>,
+    route: Route,
+    request: Request<'_>,
+    ack: Option<Ack>,
+) -> std::result::Result<Reply, RedisError> {
+    let mut deadline = None;
+    let mut pause = Duration::from_millis(2);
+    loop {
+        let mut conn = pool.checkout(route).await.map_err(to_redis)?;
+        let refused = match attempt(&mut conn, request, ack).await {
+            Ok(reply) => return Ok(reply),
+            Err(Failed::Final(e)) => return Err(e),
+            Err(Failed::Refused(e)) => e,
+        };
+        drop(conn);
+        let deadline =
+            *deadline.get_or_insert_with(|| Instant::now() + pool.config().acquire_timeout);
+        if Instant::now() + pause >= deadline {
+            return Err(refused);
+        }
+        // Give the re-probe a moment: the topology still names this node.
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+pub(crate) fn one(reply: Reply) -> Value {
+    match reply {
+        Reply::One(v) => v,
+        Reply::Many(mut v) => v.pop().unwrap_or(Value::Nil),
+    }
+}
+
+pub(crate) fn many(reply: Reply) -> Vec<Value> {
+    match reply {
+        Reply::Many(v) => v,
+        Reply::One(v) => vec![v],
+    }
+}
