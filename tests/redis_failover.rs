@@ -5,7 +5,7 @@
 #![cfg(all(feature = "drill", feature = "deadpool-redis"))]
 
 use failover_pool::drill::{LocalRedisCluster, RedisClusterOptions, RedisRole};
-use failover_pool::pool::{FailoverPool, PoolConfig, PromotionPolicy, Route};
+use failover_pool::pool::{Backend, FailoverPool, PoolConfig, PromotionPolicy, Route};
 use failover_pool::redis::{DeadpoolRedis, FailoverRedis, is_unconfirmed};
 use failover_pool::{Error, ErrorCode};
 use redis::AsyncCommands;
@@ -64,7 +64,7 @@ async fn masters(c: &LocalRedisCluster, among: impl IntoIterator<Item = usize>) 
     v
 }
 
-async fn wait_writer(pool: &FailoverRedis, id: &str, within: Duration) {
+async fn wait_writer<B: Backend>(pool: &FailoverPool<B>, id: &str, within: Duration) {
     let deadline = Instant::now() + within;
     loop {
         let t = pool.refresh().await;
@@ -538,15 +538,7 @@ async fn deadpool_backend_routes_fails_over_and_retires_the_old_generation() {
         let _: () = w.set(format!("k:{n}"), n).await.unwrap();
     }
     assert_eq!(c.dbsize(0).await.unwrap(), 0);
-    wait_writer_dp(&pool, &id_of(&c, 1)).await;
-}
-
-async fn wait_writer_dp(pool: &FailoverPool<DeadpoolRedis>, id: &str) {
-    let t = pool.refresh().await;
-    assert_eq!(
-        t.writer_status().map(|w| w.id.to_string()).as_deref(),
-        Some(id)
-    );
+    wait_writer(&pool, &id_of(&c, 1), Duration::from_secs(5)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -566,4 +558,36 @@ async fn manual_switchover_waits_for_catch_up_and_swaps_roles() {
     c.wait_caught_up().await.unwrap();
     assert_eq!(keys_on(&c, 1).await.len(), 2);
     assert_eq!(keys_on(&c, 0).await.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadpool_never_hands_out_a_connection_to_a_demoted_master() {
+    let c = cluster(1).await;
+    let pool: FailoverPool<DeadpoolRedis> =
+        FailoverPool::connect_with(&urls(&c), config(PromotionPolicy::External))
+            .await
+            .unwrap();
+    // A connection to the master, checked out across the demotion.
+    let mut held = pool.writer().await.unwrap();
+    let _: () = held.set("k:1", 1).await.unwrap();
+    let old = pool.node_pool(&id_of(&c, 0)).unwrap();
+    c.promote(1).await.unwrap();
+    c.replicaof(0, 1).await.unwrap();
+    wait_writer(&pool, &id_of(&c, 1), Duration::from_secs(5)).await;
+    // The held connection now gets READONLY; reporting it is the caller's part.
+    let refused: redis::RedisResult<()> = held.set("k:2", 2).await;
+    let e = refused.unwrap_err();
+    assert_eq!(e.code(), Some("READONLY"));
+    held.report(&failover_pool::redis::RedisDeadpoolError::Redis(e));
+    drop(held);
+    assert!(
+        old.is_closed(),
+        "the demoted master's pool generation was retired"
+    );
+    // Every connection handed out from now on is on the new master.
+    for n in 3..30 {
+        let mut w = pool.writer().await.unwrap();
+        assert_eq!(w.node_id().as_ref(), id_of(&c, 1));
+        let _: () = w.set(format!("k:{n}"), n).await.unwrap();
+    }
 }

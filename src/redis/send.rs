@@ -218,6 +218,8 @@ async fn attempt(
             }
             None => Reply::Many(values),
         },
+        // A single command's error may come back as a value too.
+        Ok(Reply::One(Value::ServerError(e))) => return Err(judge(conn, RedisError::from(e))),
         Ok(reply) => reply,
         Err(e) => return Err(judge(conn, e)),
     };
