@@ -1,9 +1,11 @@
-//! Failover drills: throwaway local PostgreSQL clusters and fault injection.
+//! Failover drills: throwaway local PostgreSQL and Redis clusters and fault
+//! injection.
 //!
-//! This module (behind the `drill` Cargo feature) starts real PostgreSQL
-//! servers from the binaries installed on the machine, so that tests and the
-//! `failover-drill` binary can exercise the failover pools against genuine
-//! crashes, hangs, promotions and split-brain situations instead of mocks.
+//! This module (behind the `drill` Cargo feature) starts real PostgreSQL and
+//! Redis servers from the binaries installed on the machine, so that tests
+//! and the `failover-drill` binary can exercise the failover pools against
+//! genuine crashes, hangs, promotions and split-brain situations instead of
+//! mocks.
 //!
 //! * [`LocalPgCluster`] runs a primary and any number of streaming standbys
 //!   (asynchronous or synchronous) on free loopback ports inside a temporary
@@ -13,9 +15,16 @@
 //!   [`restart`](LocalPgCluster::restart),
 //!   [`promote`](LocalPgCluster::promote) and
 //!   [`rejoin_as_standby`](LocalPgCluster::rejoin_as_standby) (`pg_rewind`).
+//! * [`LocalRedisCluster`] ([`redis`]) is its Redis twin: a master with
+//!   replicas and optionally three Sentinels, with the same per-node faults
+//!   plus [`restart`](LocalRedisCluster::restart) of an old master as a
+//!   master, [`replicaof`](LocalRedisCluster::replicaof),
+//!   [`pause_replication`](LocalRedisCluster::pause_replication) (a lagging
+//!   replica) and sentinel faults, and it waits for a
+//!   [sentinel failover](LocalRedisCluster::wait_sentinel_failover).
 //! * [`process`] holds the lower-level helpers: locating the server binaries,
 //!   picking free ports, running commands as the server user and signalling
-//!   a postmaster together with all of its children.
+//!   a server together with all of its children.
 //! * [`FaultProxy`] ([`proxy`]) cuts, slows or resets the network path to
 //!   one node.
 //! * [`run_drill`] ([`run`]) runs a whole drill: a [`workload`] through a
@@ -27,15 +36,18 @@
 //!
 //! Inside this module dependencies point one way: [`run`] uses everything
 //! else; [`svg`] uses [`report`], which uses [`workload`] and
-//! [`scenario`]; [`workload`] uses [`scenario`]; [`pg`] uses [`process`];
-//! [`scenario`] and [`proxy`] use nothing else here ([`ClusterError`],
-//! defined here, is the error of [`pg`] and [`process`]).
+//! [`scenario`]; [`workload`] uses [`scenario`]; [`pg`] and [`redis`] use
+//! [`process`] (and not each other); [`scenario`] and [`proxy`] use
+//! nothing else here ([`ClusterError`], defined here, is the error of
+//! [`pg`], [`redis`] and [`process`]). [`redis`] talks to its servers
+//! through the `redis` crate only, never through this crate's Redis
+//! backends, so a drill cannot share a bug with the code it exercises.
 //!
-//! Every cluster is torn down when its [`LocalPgCluster`] is dropped, even
-//! when a test panics. If the owning process dies without running
-//! destructors (killed, or a cluster kept in a `static`), a tiny watchdog
-//! process per server kills it, and a janitor per cluster deletes its
-//! directory.
+//! Every cluster is torn down when its [`LocalPgCluster`] or
+//! [`LocalRedisCluster`] is dropped, even when a test panics. If the owning
+//! process dies without running destructors (killed, or a cluster kept in a
+//! `static`), a tiny watchdog process per server kills it, and a janitor per
+//! cluster deletes its directory.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), failover_pool::drill::ClusterError> {
@@ -50,12 +62,32 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), failover_pool::drill::ClusterError> {
+//! use std::time::Duration;
+//! use failover_pool::drill::{LocalRedisCluster, RedisClusterOptions};
+//!
+//! let opts = RedisClusterOptions::new().replicas(2).sentinels(true);
+//! let cluster = LocalRedisCluster::start(opts).await?;
+//! cluster.exec(0, &["SET", "k", "v"]).await?;
+//! cluster.wait_caught_up().await?;
+//! let old_master = cluster.port(0);
+//! cluster.kill(0)?; // the master crashes; the sentinels promote a replica
+//! let new_master = cluster
+//!     .wait_sentinel_failover(old_master, Duration::from_secs(30))
+//!     .await?;
+//! assert!(cluster.role(new_master).await?.is_master());
+//! # Ok(())
+//! # }
+//! ```
 
 use std::time::Duration;
 
 pub mod pg;
 pub mod process;
 pub mod proxy;
+pub mod redis;
 pub mod report;
 pub mod run;
 pub mod scenario;
@@ -65,6 +97,7 @@ pub mod workload;
 pub use pg::{LocalPgCluster, PgClusterOptions, PgLsn, PgNode, PgRole};
 pub use process::{ProcessGroup, ServerUser};
 pub use proxy::{FaultProxy, ProxyMode};
+pub use redis::{LocalRedisCluster, RedisClusterOptions, RedisNodeInfo, RedisRole};
 pub use report::DrillReport;
 pub use run::{DrillError, DrillOptions, Progress, run_drill};
 pub use scenario::{DrillBackend, Fault, Promotion};
@@ -74,13 +107,18 @@ pub use svg::render_svg;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClusterError {
-    /// No PostgreSQL server binaries (`initdb`, `postgres`, ...) were found.
+    /// The server binaries were not found: PostgreSQL's (`initdb`,
+    /// `postgres`, ...) or Redis's (`redis-server`).
     #[error(
-        "no PostgreSQL server binaries found (looked in {looked_in}); install the `postgresql` package"
+        "no {server} server binaries found (looked in {looked_in}); install the `{package}` package"
     )]
     NoServerBinaries {
+        /// Which server: `PostgreSQL` or `Redis`.
+        server: String,
         /// Where the binaries were looked for.
         looked_in: String,
+        /// The (Debian/Ubuntu) package that provides them.
+        package: String,
     },
 
     /// The process runs as root, and PostgreSQL refuses to run as root, but
@@ -198,12 +236,46 @@ pub enum ClusterError {
         timeout: Duration,
     },
 
+    /// Connecting to a Redis node (or sentinel) or running a command on it
+    /// failed, including an error reply from the server.
+    #[error("Redis command on {node} failed: {command}")]
+    Redis {
+        /// The node name (`redis0`, `sentinel1`, ...).
+        node: String,
+        /// The command (or `connect`), shortened when long.
+        command: String,
+        /// The underlying error.
+        #[source]
+        source: ::redis::RedisError,
+    },
+
+    /// Connecting to a Redis node (or sentinel) or running a command on it
+    /// did not finish in time (a frozen node, typically).
+    #[error("Redis command on {node} did not finish within {timeout:?}: {command}")]
+    RedisTimeout {
+        /// The node name.
+        node: String,
+        /// The command (or `connect`), shortened when long.
+        command: String,
+        /// The client-side time limit.
+        timeout: Duration,
+    },
+
     /// A node index out of range.
     #[error("no node {index}: the cluster has {count} nodes")]
     NoSuchNode {
         /// The index asked for.
         index: usize,
         /// How many nodes there are.
+        count: usize,
+    },
+
+    /// A sentinel index out of range (or a cluster without sentinels).
+    #[error("no sentinel {index}: the cluster has {count} sentinels")]
+    NoSuchSentinel {
+        /// The index asked for.
+        index: usize,
+        /// How many sentinels there are.
         count: usize,
     },
 

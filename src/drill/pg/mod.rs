@@ -38,7 +38,8 @@ use std::time::Duration;
 
 pub use self::options::{PgClusterOptions, PgNode, PgRole};
 use super::ClusterError;
-use super::process::ServerUser;
+// A running server: the postmaster and its watchdog.
+use super::process::{ServerProcess as Server, ServerUser};
 
 /// A PostgreSQL write-ahead-log position (re-exported from
 /// `tokio-postgres`); `Display`s and parses as `16/B374D848`.
@@ -72,23 +73,6 @@ pub struct LocalPgCluster {
     janitor: Option<Child>,
     // Dropped (deleted) after `Drop::drop` has killed the servers.
     _dir: tempfile::TempDir,
-}
-
-/// A running server: the postmaster and its watchdog.
-#[derive(Debug)]
-struct Server {
-    child: Child,
-    watchdog: Option<Child>,
-}
-
-impl Server {
-    /// Kills and reaps the watchdog, so that it can never fire.
-    fn disarm(&mut self) {
-        if let Some(mut w) = self.watchdog.take() {
-            let _ = w.kill();
-            let _ = w.wait();
-        }
-    }
 }
 
 /// One node: its files, its role and its server process.

@@ -177,18 +177,7 @@ impl LocalPgCluster {
             .arg(&node.data_dir)
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log_err));
-        let command = process::describe(&cmd);
-        let child = cmd
-            .spawn()
-            .map_err(|source| ClusterError::Spawn { command, source })?;
-        let watchdog = match process::spawn_watchdog(child.id()) {
-            Ok(w) => Some(w),
-            Err(e) => {
-                tracing::warn!(node = %node.name, error = %e, "could not start the server watchdog");
-                None
-            }
-        };
-        node.server = Some(Server { child, watchdog });
+        node.server = Some(Server::spawn(&mut cmd, &node.name)?);
         node.frozen = false;
         Ok(())
     }
@@ -318,12 +307,7 @@ impl LocalPgCluster {
     fn exit_status(&self, index: usize) -> Option<String> {
         let mut inner = self.lock();
         let node = inner.nodes.get_mut(index)?;
-        let server = node.server.as_mut()?;
-        let status = match server.child.try_wait() {
-            Ok(None) => return None,
-            Ok(Some(status)) => status.to_string(),
-            Err(e) => format!("unknown status: {e}"),
-        };
+        let status = node.server.as_mut()?.exit_status()?;
         let mut server = node.server.take()?;
         server.disarm();
         Some(status)

@@ -1,5 +1,6 @@
 //! What this machine offers drill clusters: the PostgreSQL server
-//! binaries ([`find_bin_dir`]), a directory to put clusters in
+//! binaries ([`find_bin_dir`]), the Redis server binary
+//! ([`find_redis_server`]), a directory to put clusters in
 //! ([`default_base_dir`]) and free loopback ports ([`free_ports`]).
 
 use std::collections::HashSet;
@@ -30,9 +31,10 @@ pub fn find_bin_dir(override_dir: Option<&Path>) -> Result<PathBuf, ClusterError
         return if has_server_binaries(dir) {
             Ok(dir.to_path_buf())
         } else {
-            Err(ClusterError::NoServerBinaries {
-                looked_in: format!("{} (the configured bin_dir)", dir.display()),
-            })
+            Err(no_postgres(format!(
+                "{} (the configured bin_dir)",
+                dir.display()
+            )))
         };
     }
     if let Some(dir) = pg_config_bindir()
@@ -43,9 +45,63 @@ pub fn find_bin_dir(override_dir: Option<&Path>) -> Result<PathBuf, ClusterError
     if let Some(dir) = newest_debian_bindir() {
         return Ok(dir);
     }
-    Err(ClusterError::NoServerBinaries {
-        looked_in: "`pg_config --bindir` and /usr/lib/postgresql/*/bin".to_owned(),
-    })
+    Err(no_postgres(
+        "`pg_config --bindir` and /usr/lib/postgresql/*/bin".to_owned(),
+    ))
+}
+
+fn no_postgres(looked_in: String) -> ClusterError {
+    ClusterError::NoServerBinaries {
+        server: "PostgreSQL".to_owned(),
+        looked_in,
+        package: "postgresql".to_owned(),
+    }
+}
+
+/// Directories searched for `redis-server` after those on `PATH`.
+const REDIS_FALLBACK_DIRS: [&str; 3] = ["/usr/bin", "/usr/local/bin", "/usr/sbin"];
+
+/// Locates the `redis-server` binary.
+///
+/// With `override_dir`, only `<override_dir>/redis-server` is accepted.
+/// Otherwise every directory on `PATH` is searched, then `/usr/bin`,
+/// `/usr/local/bin` and `/usr/sbin`. Sentinels need no binary of their own:
+/// `redis-server <config> --sentinel` is what `redis-sentinel` (a link to
+/// `redis-server`) runs, and distributions ship `redis-sentinel` in a
+/// separate package.
+///
+/// # Errors
+///
+/// [`ClusterError::NoServerBinaries`] when no executable `redis-server` is
+/// found.
+pub fn find_redis_server(override_dir: Option<&Path>) -> Result<PathBuf, ClusterError> {
+    const BINARY: &str = "redis-server";
+    let no_redis = |looked_in: String| ClusterError::NoServerBinaries {
+        server: "Redis".to_owned(),
+        looked_in,
+        package: "redis-server".to_owned(),
+    };
+    if let Some(dir) = override_dir {
+        let path = dir.join(BINARY);
+        return if is_executable(&path) {
+            Ok(path)
+        } else {
+            Err(no_redis(format!(
+                "{} (the configured bin_dir)",
+                dir.display()
+            )))
+        };
+    }
+    let path_dirs = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default();
+    let fallback = REDIS_FALLBACK_DIRS.iter().map(PathBuf::from);
+    path_dirs
+        .into_iter()
+        .chain(fallback)
+        .map(|dir| dir.join(BINARY))
+        .find(|path| is_executable(path))
+        .ok_or_else(|| no_redis(format!("PATH, {}", REDIS_FALLBACK_DIRS.join(", "))))
 }
 
 fn has_server_binaries(dir: &Path) -> bool {
@@ -203,5 +259,12 @@ mod tests {
         let err = find_bin_dir(Some(dir.path())).unwrap_err();
         assert!(matches!(err, ClusterError::NoServerBinaries { .. }));
         assert!(err.to_string().contains("install the `postgresql` package"));
+        let err = find_redis_server(Some(dir.path())).unwrap_err();
+        assert!(matches!(err, ClusterError::NoServerBinaries { .. }));
+        assert!(err.to_string().contains("no Redis server binaries found"));
+        assert!(
+            err.to_string()
+                .contains("install the `redis-server` package")
+        );
     }
 }

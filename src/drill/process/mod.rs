@@ -1,9 +1,13 @@
-//! Process helpers for drill clusters: finding the PostgreSQL server
-//! binaries, picking free loopback ports, running commands as the server
-//! user with a time limit, and signalling a server with all its children.
+//! Process helpers for drill clusters: finding the PostgreSQL and Redis
+//! server binaries, picking free loopback ports, running commands as the
+//! server user with a time limit, and signalling a server with all its
+//! children. Both [`pg`](super::pg) and [`redis`](super::redis) clusters
+//! use them, and every server they start has a watchdog, every cluster a
+//! janitor (see the [`drill`](super) module docs).
 //!
 //! PostgreSQL refuses to run as root, so when the current process is root
-//! every server-side command runs as the `postgres` user ([`ServerUser`]).
+//! every PostgreSQL command runs as the `postgres` user ([`ServerUser`]);
+//! Redis runs as whoever starts it.
 //!
 //! Note on process groups: a postmaster started with
 //! `process_group(0)` leads its own process group, but every child it forks
@@ -15,12 +19,14 @@
 mod command;
 mod group;
 mod host;
+mod server;
 mod user;
 mod watchdog;
 
 pub use self::command::{describe, log_tail, run};
 pub use self::group::ProcessGroup;
 pub(crate) use self::group::wait_blocking;
-pub use self::host::{default_base_dir, find_bin_dir, free_port, free_ports};
+pub use self::host::{default_base_dir, find_bin_dir, find_redis_server, free_port, free_ports};
+pub(crate) use self::server::ServerProcess;
 pub use self::user::ServerUser;
 pub(crate) use self::watchdog::{spawn_janitor, spawn_watchdog};

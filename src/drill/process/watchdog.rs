@@ -56,7 +56,8 @@ rm -rf -- "$dir"
 /// Starts a janitor for a cluster directory: like [`spawn_watchdog`], a tiny
 /// `sh` in its own process group that acts when this process exits without
 /// cleaning up. It then removes the shared memory segments recorded in
-/// `pid_files` (each node's `postmaster.pid`) and deletes `dir`, which
+/// `pid_files` (each PostgreSQL node's `postmaster.pid`; none for Redis,
+/// which has no System V shared memory) and deletes `dir`, which
 /// matters when `dir` is on a RAM-backed file system.
 ///
 /// The caller must kill and reap it before cleaning up itself.
