@@ -248,8 +248,14 @@ async fn crash_automatic_promotes_a_replica_and_loses_no_acknowledged_write() {
     let lost: Vec<_> = seen.acked.iter().filter(|n| !on_new.contains(n)).collect();
     assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
     assert!(seen.first_after_fault.is_some(), "writes resumed");
-    // Only operations in flight at the crash can fail (at most one per writer).
-    assert!(seen.errors.len() <= 4, "caller errors: {:?}", seen.errors);
+    // Only operations cut off in flight by the crash fail (a reset or a
+    // broken pipe: they may have run); none is refused, none waits in vain
+    // (how many there are is timing: the drill reports it).
+    assert!(
+        seen.errors.iter().all(|e| in_flight(e)),
+        "caller errors: {:?}",
+        seen.errors
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -590,4 +596,16 @@ async fn deadpool_never_hands_out_a_connection_to_a_demoted_master() {
         assert_eq!(w.node_id().as_ref(), id_of(&c, 1));
         let _: () = w.set(format!("k:{n}"), n).await.unwrap();
     }
+}
+
+/// Whether a caller's error is one an operation in flight at a crash gets.
+fn in_flight(error: &str) -> bool {
+    [
+        "broken pipe",
+        "reset by peer",
+        "timed out",
+        "Connection reset",
+    ]
+    .iter()
+    .any(|s| error.contains(s))
 }

@@ -190,8 +190,14 @@ async fn the_pool_follows_sentinels_switch_and_the_restarted_old_master_gets_not
     let on_new = keys_on(&c, new).await;
     let lost: Vec<_> = seen.acked.iter().filter(|n| !on_new.contains(n)).collect();
     assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
-    // Only the operations in flight at the crash may fail.
-    assert!(seen.errors.len() <= WRITERS, "{:?}", seen.errors);
+    // Only operations cut off in flight by the crash fail (a reset or a
+    // broken pipe: they may have run); none is refused, none waits in vain
+    // (how many there are is timing: the drill reports it).
+    assert!(
+        seen.errors.iter().all(|e| in_flight(e)),
+        "caller errors: {:?}",
+        seen.errors
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -255,4 +261,16 @@ async fn a_switchover_goes_through_sentinel() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(keys_on(&c, new).await, BTreeSet::from([0, 1]));
+}
+
+/// Whether a caller's error is one an operation in flight at a crash gets.
+fn in_flight(error: &str) -> bool {
+    [
+        "broken pipe",
+        "reset by peer",
+        "timed out",
+        "Connection reset",
+    ]
+    .iter()
+    .any(|s| error.contains(s))
 }

@@ -28,6 +28,8 @@ pub(crate) const RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
 pub struct RedisBackend {
     connection: AsyncConnectionConfig,
     connect_timeout: Duration,
+    /// The `TIMEOUT` of a `FAILOVER TO` (see [`failover_timeout`](super::node::failover_timeout)).
+    failover_timeout: Duration,
     /// The database the node URLs select (the last one prepared).
     db: Arc<AtomicI64>,
 }
@@ -284,6 +286,7 @@ impl Backend for RedisBackend {
                 .set_connection_timeout(Some(config.connect_timeout))
                 .set_response_timeout(Some(RESPONSE_TIMEOUT)),
             connect_timeout: config.connect_timeout,
+            failover_timeout: super::node::failover_timeout(config),
             db: Arc::new(AtomicI64::new(0)),
         }
     }
@@ -345,7 +348,7 @@ impl Backend for RedisBackend {
         from: &RedisNode,
         to: &RedisNode,
     ) -> std::result::Result<(), RedisError> {
-        from.failover_to(to, self.connect_timeout).await
+        from.failover_to(to, self.failover_timeout).await
     }
 
     async fn follow(

@@ -69,6 +69,8 @@ impl Classify for RedisDeadpoolError {
 pub struct DeadpoolRedis {
     max_connections: usize,
     connect_timeout: Duration,
+    /// The `TIMEOUT` of a `FAILOVER TO` (see [`failover_timeout`](super::node::failover_timeout)).
+    failover_timeout: Duration,
 }
 
 impl Backend for DeadpoolRedis {
@@ -83,6 +85,7 @@ impl Backend for DeadpoolRedis {
         DeadpoolRedis {
             max_connections: config.max_connections as usize,
             connect_timeout: config.connect_timeout,
+            failover_timeout: super::node::failover_timeout(config),
         }
     }
 
@@ -145,7 +148,7 @@ impl Backend for DeadpoolRedis {
         from: &RedisNode,
         to: &RedisNode,
     ) -> std::result::Result<(), RedisDeadpoolError> {
-        Ok(from.failover_to(to, self.connect_timeout).await?)
+        Ok(from.failover_to(to, self.failover_timeout).await?)
     }
 
     async fn follow(

@@ -112,6 +112,9 @@ pub(crate) struct Replication {
     pub(crate) upstream: Option<String>,
     pub(crate) link_up: bool,
     pub(crate) link_down_secs: Option<u64>,
+    /// A master in the middle of a `FAILOVER` (`master_failover_state`
+    /// other than `no-failover`).
+    pub(crate) failing_over: bool,
 }
 
 /// Parses the text of `INFO replication`.
@@ -134,6 +137,7 @@ pub(crate) fn parse_replication(info: &str) -> Replication {
             "master_port" => port = Some(v.to_owned()),
             "master_link_status" => r.link_up = v == "up",
             "master_link_down_since_seconds" => r.link_down_secs = v.parse().ok(),
+            "master_failover_state" => r.failing_over = v != "no-failover",
             _ => {}
         }
     }

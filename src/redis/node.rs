@@ -7,7 +7,7 @@
 use super::{Replication, parse_replication, probe_from_info};
 use crate::core::redact::redact_url;
 use crate::error::{Error, Result};
-use crate::pool::{NodeSpec, Probe, WriteToken};
+use crate::pool::{NodeSpec, PoolConfig, Probe, WriteToken};
 use ::redis::aio::{ConnectionLike, MultiplexedConnection};
 use ::redis::{AsyncConnectionConfig, Client, ConnectionAddr, RedisError};
 use std::fmt;
@@ -52,6 +52,14 @@ pub(crate) async fn write_token(
         epoch: 0,
         position: info.master_offset,
     })
+}
+
+/// How long a `FAILOVER TO` lets the target catch up: half the promotion
+/// timeout, at most 10 s. The pool has already waited for the catch-up
+/// before it switches; Redis still waits for the replica's acknowledgement,
+/// which comes about once a second.
+pub(crate) fn failover_timeout(config: &PoolConfig) -> Duration {
+    (config.promotion_timeout / 2).min(Duration::from_secs(10))
 }
 
 impl RedisNode {
@@ -129,8 +137,9 @@ impl RedisNode {
     }
 
     /// A planned switch coordinated by Redis (6.2+): this master pauses its
-    /// clients, lets `to` catch up and hands over; returns once `to`
-    /// reports itself master.
+    /// clients, lets `to` catch up (within `timeout`) and hands over; returns
+    /// once `to` reports itself master, or an error when Redis gave up (the
+    /// target did not catch up in time: this master stays master).
     pub(crate) async fn failover_to(
         &self,
         to: &RedisNode,
@@ -142,13 +151,29 @@ impl RedisNode {
             .arg(&to.host)
             .arg(to.port)
             .arg("TIMEOUT")
-            .arg(timeout.as_millis().max(1000) as u64)
+            .arg(
+                u64::try_from(timeout.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .max(1),
+            )
             .query_async::<()>(&mut conn)
             .await?;
         let mut target = to.connect().await?;
-        while !info_replication(&mut target).await?.master {
+        loop {
+            if info_replication(&mut target).await?.master {
+                return Ok(());
+            }
+            let me = info_replication(&mut conn).await?;
+            if me.master && !me.failing_over {
+                return Err(RedisError::from((
+                    ::redis::ErrorKind::Client,
+                    "FAILOVER aborted",
+                    format!(
+                        "the target did not catch up within {timeout:?}; this node stays master"
+                    ),
+                )));
+            }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        Ok(())
     }
 }
