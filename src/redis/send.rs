@@ -275,3 +275,51 @@ pub(crate) fn many(reply: Reply) -> Vec<Value> {
         Reply::One(v) => vec![v],
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(resp: &str) -> Value {
+        ::redis::parse_redis_value(resp.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn a_pipeline_all_refused_may_be_sent_again() {
+        let replies = [
+            error("-READONLY You can't write against a read only replica.\r\n"),
+            error("-READONLY You can't write against a read only replica.\r\n"),
+        ];
+        let (e, all) = refusal(&replies).unwrap();
+        assert_eq!(e.code(), Some("READONLY"));
+        assert!(all);
+    }
+
+    #[test]
+    fn a_transaction_aborted_by_a_refusal_may_be_sent_again() {
+        let replies = [
+            error("-READONLY You can't write against a read only replica.\r\n"),
+            error("-EXECABORT Transaction discarded because of previous errors.\r\n"),
+        ];
+        assert!(refusal(&replies).unwrap().1);
+    }
+
+    #[test]
+    fn a_pipeline_where_something_ran_is_not_sent_again() {
+        // A read ran on the replica; the write was refused.
+        let replies = [
+            error("-READONLY You can't write against a read only replica.\r\n"),
+            Value::Int(3),
+        ];
+        let (e, all) = refusal(&replies).unwrap();
+        assert_eq!(e.code(), Some("READONLY"));
+        assert!(!all);
+        // The caller's own error is no refusal at all.
+        let replies = [
+            error("-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"),
+            Value::Okay,
+        ];
+        assert!(refusal(&replies).is_none());
+        assert!(refusal(&[Value::Okay, Value::Int(1)]).is_none());
+    }
+}
