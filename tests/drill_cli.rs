@@ -10,7 +10,7 @@ use std::time::Duration;
 use failover_pool::drill::report::{
     DrillReport, ReportInput, TimelineEvent, check_sets, fenced_writes,
 };
-use failover_pool::drill::run::{Fault, Promotion};
+use failover_pool::drill::run::{Fault, Promotion, Store};
 use failover_pool::drill::svg::render_svg;
 use failover_pool::drill::workload::{DrillBackend, ReadRecord, WriteRecord};
 
@@ -267,10 +267,13 @@ fn sample_report(sync: bool) -> DrillReport {
     let survivor: BTreeSet<i64> = [1, 2, 3, 5, 7, 8, 9, 100].into_iter().collect();
     let old: BTreeSet<i64> = [1, 2, 3, 4, 6].into_iter().collect();
     DrillReport::from_records(ReportInput {
+        store: Store::Postgres,
         fault: Fault::Crash,
         promotion: Promotion::Automatic,
         backend: DrillBackend::Sqlx,
         sync,
+        ack_replicas: None,
+        probe_interval: ms(100),
         read_preference: "prefer_replica".into(),
         writers: 2,
         readers: 1,
@@ -290,6 +293,7 @@ fn sample_report(sync: bool) -> DrillReport {
         survivor: "pg1".into(),
         survivor_ids: &survivor,
         other_primary_ids: &old,
+        fresh_pool: None,
         notes: vec!["a note".into()],
     })
 }

@@ -1,29 +1,31 @@
 //! `failover-drill`: runs a failover drill against a throwaway local
-//! PostgreSQL primary + standby and reports what the application saw.
+//! PostgreSQL primary + standby, or a Redis master + replicas (optionally
+//! watched by three Sentinels), and reports what the application saw.
 //!
 //! ```text
 //! failover-drill postgres --fault crash --promotion automatic --duration 20s \
 //!     --json drill.json --svg drill.svg
+//! failover-drill redis --fault restart-old --promotion sentinel --replicas 2 --ack 1
 //! ```
 //!
 //! Exit codes: 0 when the drill ran (even if a goal was missed: the report
-//! says so), 1 when it could not run (no PostgreSQL binaries, a cluster
-//! that does not start, an output file that cannot be written), 2 for
-//! invalid arguments.
+//! says so), 1 when it could not run (no server binaries, a cluster that
+//! does not start, an output file that cannot be written), 2 for invalid
+//! arguments.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use failover_pool::drill::run::{
     DrillError, DrillOptions, Phase, Progress, run_drill, write_outputs,
 };
-use failover_pool::drill::scenario::{DrillBackend, DrillReadPreference, Fault, Promotion};
+use failover_pool::drill::scenario::{DrillBackend, DrillReadPreference, Fault, Promotion, Store};
 
-/// Failover drills: inject a real fault into a local PostgreSQL primary
-/// under load and measure what the application sees.
+/// Failover drills: inject a real fault into a local PostgreSQL primary or
+/// Redis master under load and measure what the application sees.
 #[derive(Debug, Parser)]
 #[command(name = "failover-drill", version, about, long_about = None)]
 struct Cli {
@@ -36,6 +38,9 @@ enum Command {
     /// Drill a local PostgreSQL primary with one streaming standby (needs the
     /// PostgreSQL server binaries: initdb, postgres, pg_basebackup).
     Postgres(PostgresArgs),
+    /// Drill a local Redis master with replicas, and three Sentinels for
+    /// `--promotion sentinel` (needs redis-server).
+    Redis(RedisArgs),
 }
 
 #[derive(Debug, Args)]
@@ -44,26 +49,93 @@ struct PostgresArgs {
     #[arg(long, value_enum, default_value_t = Fault::Crash)]
     fault: Fault,
     /// Who promotes the standby.
-    #[arg(long, value_enum, default_value_t = Promotion::Automatic)]
-    promotion: Promotion,
+    #[arg(long, value_enum, default_value_t = PgPromotion::Automatic)]
+    promotion: PgPromotion,
     /// Synchronous replication (then no acknowledged write may be lost).
     #[arg(long)]
     sync: bool,
+    /// The client library the pool runs on.
+    #[arg(long, value_enum, default_value_t = PgClient::Sqlx)]
+    backend: PgClient,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+struct RedisArgs {
+    /// The fault injected into the master.
+    #[arg(long, value_enum, default_value_t = Fault::Crash)]
+    fault: Fault,
+    /// Who promotes a replica.
+    #[arg(long, value_enum, default_value_t = RedisPromotion::Automatic)]
+    promotion: RedisPromotion,
+    /// The client library the pool runs on.
+    #[arg(long, value_enum, default_value_t = RedisClient::Redis)]
+    backend: RedisClient,
+    /// Replicas of the master.
+    #[arg(long, default_value_t = 1)]
+    replicas: usize,
+    /// Replicas each write waits for (FailoverRedis::acknowledged(N,
+    /// 500ms): WAIT); 0: plain writes.
+    #[arg(long, default_value_t = 0)]
+    ack: u32,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+/// Who promotes the Postgres standby.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum PgPromotion {
+    /// The pool itself (PromotionPolicy::Automatic with the confirmation window).
+    Automatic,
+    /// An orchestrator (played by the drill) promotes; the pool follows (PromotionPolicy::External).
+    External,
+}
+
+/// Who promotes a Redis replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum RedisPromotion {
+    /// The pool itself: REPLICAOF NO ONE after the confirmation window.
+    Automatic,
+    /// An orchestrator (played by the drill) promotes; the pool follows (PromotionPolicy::External).
+    External,
+    /// Three Sentinels (down-after 1s) promote; the pool follows them as its topology source.
+    Sentinel,
+}
+
+/// The Postgres client library.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum PgClient {
+    /// sqlx: FailoverPgPool used as a sqlx::Executor.
+    Sqlx,
+    /// deadpool-postgres: `FailoverPool<DeadpoolPostgres>`.
+    Deadpool,
+}
+
+/// The Redis client library.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum RedisClient {
+    /// The redis crate: FailoverRedis as a ConnectionLike.
+    Redis,
+    /// deadpool-redis: `FailoverPool<DeadpoolRedis>`.
+    DeadpoolRedis,
+}
+
+/// The options both subcommands share, with the same defaults.
+#[derive(Debug, Args)]
+struct CommonArgs {
     /// How long the workload runs (e.g. 20s, 1m).
     #[arg(long, value_parser = parse_duration, default_value = "20s")]
     duration: Duration,
     /// When the fault is injected, since the workload started.
     #[arg(long, value_parser = parse_duration, default_value = "8s")]
     fault_at: Duration,
-    /// Writer tasks, each inserting unique ids in a loop.
+    /// Writer tasks, each writing unique ids in a loop.
     #[arg(long, default_value_t = 8)]
     writers: usize,
     /// Reader tasks, each checking its sibling writer's latest write.
     #[arg(long, default_value_t = 8)]
     readers: usize,
-    /// The client library the pool runs on.
-    #[arg(long, value_enum, default_value_t = DrillBackend::Sqlx)]
-    backend: DrillBackend,
     /// The readers' read preference.
     #[arg(long, value_enum, default_value_t = DrillReadPreference::PreferReplica)]
     read_preference: DrillReadPreference,
@@ -101,17 +173,17 @@ struct PostgresArgs {
     quiet: bool,
 }
 
-impl PostgresArgs {
-    fn options(&self) -> DrillOptions {
+impl CommonArgs {
+    /// The drill's options: these, for `store`, with the defaults for the
+    /// store-specific ones.
+    fn options(&self, store: Store, backend: DrillBackend) -> DrillOptions {
         DrillOptions {
-            fault: self.fault,
-            promotion: self.promotion,
-            sync: self.sync,
+            store,
+            backend,
             duration: self.duration,
             fault_at: self.fault_at,
             writers: self.writers,
             readers: self.readers,
-            backend: self.backend,
             read_preference: self.read_preference,
             confirmation: self.confirmation,
             external_delay: self.external_delay,
@@ -123,6 +195,51 @@ impl PostgresArgs {
             json: self.json.clone(),
             svg: self.svg.clone(),
             progress: !self.quiet,
+            ..DrillOptions::default()
+        }
+    }
+}
+
+impl Command {
+    /// The subcommand's name and the drill's options.
+    fn options(&self) -> (&'static str, DrillOptions) {
+        match self {
+            Command::Postgres(a) => {
+                let backend = match a.backend {
+                    PgClient::Sqlx => DrillBackend::Sqlx,
+                    PgClient::Deadpool => DrillBackend::Deadpool,
+                };
+                let promotion = match a.promotion {
+                    PgPromotion::Automatic => Promotion::Automatic,
+                    PgPromotion::External => Promotion::External,
+                };
+                let opts = DrillOptions {
+                    fault: a.fault,
+                    promotion,
+                    sync: a.sync,
+                    ..a.common.options(Store::Postgres, backend)
+                };
+                ("postgres", opts)
+            }
+            Command::Redis(a) => {
+                let backend = match a.backend {
+                    RedisClient::Redis => DrillBackend::Redis,
+                    RedisClient::DeadpoolRedis => DrillBackend::DeadpoolRedis,
+                };
+                let promotion = match a.promotion {
+                    RedisPromotion::Automatic => Promotion::Automatic,
+                    RedisPromotion::External => Promotion::External,
+                    RedisPromotion::Sentinel => Promotion::Sentinel,
+                };
+                let opts = DrillOptions {
+                    fault: a.fault,
+                    promotion,
+                    replicas: a.replicas,
+                    ack: a.ack,
+                    ..a.common.options(Store::Redis, backend)
+                };
+                ("redis", opts)
+            }
         }
     }
 }
@@ -188,11 +305,10 @@ fn one_line(e: &dyn std::error::Error) -> String {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Command::Postgres(args) = cli.command;
-    let opts = args.options();
+    let (subcommand, opts) = cli.command.options();
     if let Err(e) = opts.validate() {
         eprintln!("failover-drill: {}", one_line(&e));
-        eprintln!("Try 'failover-drill postgres --help' for the options.");
+        eprintln!("Try 'failover-drill {subcommand} --help' for the options.");
         return ExitCode::from(2);
     }
     // A multi-threaded runtime, like the services the drill stands in for.

@@ -27,12 +27,14 @@
 //!   a server together with all of its children.
 //! * [`FaultProxy`] ([`proxy`]) cuts, slows or resets the network path to
 //!   one node.
-//! * [`run_drill`] ([`run`]) runs a whole drill: a [`workload`] through a
-//!   failover pool, a [`Fault`] injected into the primary, the data checked
-//!   afterwards; the outcome is a [`DrillReport`] ([`report`]), shown as
-//!   text, JSON or an SVG chart ([`svg`]). The settings a drill is described
-//!   by ([`Fault`], [`Promotion`], [`DrillBackend`], ...) are in
-//!   [`scenario`].
+//! * [`run_drill`] ([`run`]) runs a whole drill on either cluster, written
+//!   once over both (a private trait in `run/cluster/` stands for the
+//!   cluster, [`DrillDriver`](workload::DrillDriver) for the client
+//!   library): a [`workload`] through a failover pool, a [`Fault`]
+//!   injected into the primary, the data checked afterwards; the outcome
+//!   is a [`DrillReport`] ([`report`]), shown as text, JSON or an SVG chart
+//!   ([`svg`]). The settings a drill is described by ([`Store`],
+//!   [`Fault`], [`Promotion`], [`DrillBackend`], ...) are in [`scenario`].
 //!
 //! Inside this module dependencies point one way: [`run`] uses everything
 //! else; [`svg`] uses [`report`], which uses [`workload`] and
@@ -100,7 +102,7 @@ pub use proxy::{FaultProxy, ProxyMode};
 pub use redis::{LocalRedisCluster, RedisClusterOptions, RedisNodeInfo, RedisRole};
 pub use report::DrillReport;
 pub use run::{DrillError, DrillOptions, Progress, run_drill};
-pub use scenario::{DrillBackend, Fault, Promotion};
+pub use scenario::{DrillBackend, Fault, Promotion, Store};
 pub use svg::render_svg;
 
 /// Errors from starting, controlling or querying a local drill cluster.

@@ -1,6 +1,6 @@
-//! The drill's scenario vocabulary: which [`Fault`] is injected, who does
-//! the [`Promotion`], which client library the workload goes through
-//! ([`DrillBackend`]) and where the readers read
+//! The drill's scenario vocabulary: which [`Store`] is drilled, which
+//! [`Fault`] is injected, who does the [`Promotion`], which client library
+//! the workload goes through ([`DrillBackend`]) and where the readers read
 //! ([`DrillReadPreference`]).
 //!
 //! These are the settings a drill is described by, on the command line,
@@ -12,6 +12,39 @@
 use serde::{Deserialize, Serialize};
 
 use crate::pool::ReadPreference;
+
+/// The data store a drill runs on.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Store {
+    /// A PostgreSQL primary with a streaming standby
+    /// ([`LocalPgCluster`](super::LocalPgCluster)).
+    #[default]
+    Postgres,
+    /// A Redis master with replicas, optionally watched by three Sentinels
+    /// ([`LocalRedisCluster`](super::LocalRedisCluster)).
+    Redis,
+}
+
+impl Store {
+    /// The name used on the command line and in reports.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Store::Postgres => "postgres",
+            Store::Redis => "redis",
+        }
+    }
+
+    /// What the store calls the node that takes writes.
+    pub const fn primary_word(self) -> &'static str {
+        match self {
+            Store::Postgres => "primary",
+            Store::Redis => "master",
+        }
+    }
+}
 
 /// The fault injected into the primary.
 #[derive(
@@ -30,6 +63,11 @@ pub enum Fault {
     Graceful,
     /// Kill the primary and restart it after half the confirmation window: no promotion should happen.
     Flap,
+    /// Kill the primary and restart it (as a primary: Postgres on its old
+    /// timeline, Redis empty with a fresh replication id) about a second
+    /// after another node was promoted, while the workload runs; a fresh
+    /// pool started then must not write to it either.
+    RestartOld,
 }
 
 impl Fault {
@@ -41,6 +79,7 @@ impl Fault {
             Fault::Blackhole => "blackhole",
             Fault::Graceful => "graceful",
             Fault::Flap => "flap",
+            Fault::RestartOld => "restart-old",
         }
     }
 }
@@ -56,6 +95,9 @@ pub enum Promotion {
     Automatic,
     /// An orchestrator (played by the drill) promotes; the pool follows (PromotionPolicy::External).
     External,
+    /// Redis only: three Sentinels promote; the pool follows them as its
+    /// topology source (PromotionPolicy::External).
+    Sentinel,
 }
 
 impl Promotion {
@@ -64,6 +106,7 @@ impl Promotion {
         match self {
             Promotion::Automatic => "automatic",
             Promotion::External => "external",
+            Promotion::Sentinel => "sentinel",
         }
     }
 }
@@ -80,6 +123,11 @@ pub enum DrillBackend {
     Sqlx,
     /// deadpool-postgres: `FailoverPool<DeadpoolPostgres>`.
     Deadpool,
+    /// The `redis` crate: [`FailoverRedis`](crate::redis::FailoverRedis)
+    /// used as a `redis::aio::ConnectionLike`.
+    Redis,
+    /// deadpool-redis: `FailoverPool<DeadpoolRedis>`.
+    DeadpoolRedis,
 }
 
 impl DrillBackend {
@@ -88,6 +136,16 @@ impl DrillBackend {
         match self {
             DrillBackend::Sqlx => "sqlx",
             DrillBackend::Deadpool => "deadpool",
+            DrillBackend::Redis => "redis",
+            DrillBackend::DeadpoolRedis => "deadpool-redis",
+        }
+    }
+
+    /// The store the client library talks to.
+    pub const fn store(self) -> Store {
+        match self {
+            DrillBackend::Sqlx | DrillBackend::Deadpool => Store::Postgres,
+            DrillBackend::Redis | DrillBackend::DeadpoolRedis => Store::Redis,
         }
     }
 }

@@ -179,11 +179,12 @@ impl<'a> Chart<'a> {
             "<rect x=\"0\" y=\"0\" width=\"{WIDTH}\" height=\"{HEIGHT}\" fill=\"white\"/>"
         );
         let title = format!(
-            "failover drill: {} / {} promotion / {} / {} replication",
+            "failover drill: {} / {} / {} promotion / {} / {}",
+            self.report.store.as_str(),
             self.report.fault.as_str(),
             self.report.promotion.as_str(),
             self.report.backend.as_str(),
-            if self.report.sync { "sync" } else { "async" }
+            self.report.replication_label()
         );
         let _ = writeln!(
             s,
@@ -363,6 +364,13 @@ impl<'a> Chart<'a> {
         }
         if let Some(p) = self.report.promotion_ms {
             markers.push((fault_ms + p, format!("promoted +{p} ms"), "#9467bd"));
+        }
+        if let Some(t) = self.report.sentinel_switch_ms {
+            markers.push((
+                fault_ms + t,
+                format!("Sentinel switched +{t} ms"),
+                "#8c564b",
+            ));
         }
         if let Some(first) = self.report.first_write_after_fault_ms {
             markers.push((

@@ -27,6 +27,9 @@ pub(super) struct Milestones {
     pub(super) writer_switch: Option<u64>,
     /// When the pool reported `Promoted`, since the start.
     pub(super) promoted_event: Option<u64>,
+    /// When the drill saw the first sentinel name another master
+    /// (`SentinelSwitched`), since the start.
+    pub(super) sentinel_switch: Option<u64>,
     fault_ms: u64,
 }
 
@@ -52,10 +55,15 @@ impl Milestones {
                 && e.node.as_deref().is_some_and(|n| n != old_primary)
         });
         let promoted_event = first(&|e| e.kind == "Promoted");
+        let sentinel_switch = events
+            .iter()
+            .find(|e| e.kind == "SentinelSwitched" && e.t_ms >= fault_ms)
+            .map(|e| e.t_ms);
         Milestones {
             detection_ms,
             writer_switch,
             promoted_event,
+            sentinel_switch,
             fault_ms,
         }
     }
@@ -65,9 +73,19 @@ impl Milestones {
     pub(super) fn promotion_ms(&self, promotion: Promotion) -> Option<u64> {
         match promotion {
             Promotion::Automatic => self.promoted_event,
-            Promotion::External => self.writer_switch,
+            Promotion::External | Promotion::Sentinel => self.writer_switch,
         }
         .map(|t| t - self.fault_ms)
+    }
+
+    /// Fault → Sentinel's switch.
+    pub(super) fn sentinel_switch_ms(&self) -> Option<u64> {
+        self.sentinel_switch.map(|t| t - self.fault_ms)
+    }
+
+    /// Sentinel's switch → the pool's writer switch.
+    pub(super) fn pool_after_sentinel_ms(&self) -> Option<i64> {
+        Some(self.writer_switch? as i64 - self.sentinel_switch? as i64)
     }
 
     /// Whether the pool promoted a node or switched to another writer.

@@ -19,7 +19,8 @@
 //!   before the fault → the first acknowledgement of a write that started
 //!   after the fault had been injected completely (writes in flight at the
 //!   fault whose answer is processed just after it do not count: they say
-//!   nothing about the failover).
+//!   nothing about the failover). A graceful stop is complete when the
+//!   server has exited: until then it may still serve some writes.
 //! * `lost_acked_writes`: acknowledged ids missing from the surviving
 //!   primary. `unexpected_rows`: ids on it that were never attempted.
 //!   `maybe_committed_present`: ids whose attempt failed (outcome unknown
@@ -35,6 +36,13 @@
 //! * `ops_per_sec_before`: successful operations per second from the start
 //!   to the fault; `ops_per_sec_after`: from the first acknowledged write
 //!   started after the fault to the end.
+//! * `sentinel_switch_ms` (Sentinel promotion): fault → the first sentinel
+//!   naming another master (`SentinelSwitched`, polled by the drill);
+//!   `pool_after_sentinel_ms`: that instant → the pool's writer switch
+//!   (negative when the pool saw the promoted master first).
+//! * `fresh_pool` (fault `restart-old`): what a pool started when the old
+//!   primary came back wrote, and where those writes ended up
+//!   ([`FreshPoolWrites`]).
 
 mod goals;
 mod measure;
@@ -49,7 +57,7 @@ use serde::{Deserialize, Serialize};
 use self::goals::goals;
 use self::measure::{ErrorTally, Milestones, WriteGap, ms, ops_rate, timeline};
 pub use self::sets::{SetCheck, check_sets, fenced_writes};
-use super::scenario::{DrillBackend, Fault, Promotion};
+use super::scenario::{DrillBackend, Fault, Promotion, Store};
 use super::workload::{ReadRecord, WriteRecord};
 
 /// Width of a [`TimelineBucket`].
@@ -102,9 +110,34 @@ pub struct Goal {
     pub met: bool,
 }
 
+/// Fault `restart-old`: the writes of a fresh pool started when the old
+/// primary came back, and where they ended up. Their ids are negative, so
+/// the workload's set check does not see them.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct FreshPoolWrites {
+    /// When the fresh pool was started (the old primary's restart), since
+    /// the drill's start.
+    pub started_ms: u64,
+    /// The writer it chose, by node name (`None`: it found none).
+    pub writer: Option<String>,
+    /// Writes attempted through it.
+    pub attempted: u64,
+    /// Writes it had acknowledged.
+    pub acked: u64,
+    /// Its failed writes, by error kind.
+    pub errors_by_kind: BTreeMap<String, u64>,
+    /// Its acknowledged writes found on the survivor.
+    pub acked_on_survivor: u64,
+    /// Its writes (acknowledged or not) found on another primary: the
+    /// restarted old one.
+    pub on_other_primary: u64,
+}
+
 /// Everything [`DrillReport::from_records`] needs.
 #[derive(Debug, Clone)]
 pub struct ReportInput<'a> {
+    /// The store drilled.
+    pub store: Store,
     /// The fault injected.
     pub fault: Fault,
     /// Who promoted.
@@ -113,6 +146,11 @@ pub struct ReportInput<'a> {
     pub backend: DrillBackend,
     /// Synchronous replication.
     pub sync: bool,
+    /// Redis: the replicas each write waited for (`WAIT`; 0: plain
+    /// writes); `None` for Postgres.
+    pub ack_replicas: Option<u32>,
+    /// The pool's probe interval.
+    pub probe_interval: Duration,
     /// The read preference, as text.
     pub read_preference: String,
     /// Writer and reader task counts.
@@ -126,9 +164,9 @@ pub struct ReportInput<'a> {
     /// before the signal or mode change.
     pub fault_at: Duration,
     /// When the injection had completed (the signal delivered, the killed
-    /// process reaped). A write that started after this cannot have been
-    /// acknowledged by the faulted node; `write_gap_ms` ends at the first
-    /// such write.
+    /// process reaped; for a graceful stop, the server exited). A write
+    /// that started after this cannot have been acknowledged by the
+    /// faulted node; `write_gap_ms` ends at the first such write.
     pub fault_done: Duration,
     /// Every write attempt.
     pub writes: &'a [WriteRecord],
@@ -144,6 +182,8 @@ pub struct ReportInput<'a> {
     pub survivor_ids: &'a BTreeSet<i64>,
     /// Ids on every other node that reported itself primary at the end.
     pub other_primary_ids: &'a BTreeSet<i64>,
+    /// Fault `restart-old`: the fresh pool's writes.
+    pub fresh_pool: Option<FreshPoolWrites>,
     /// Remarks to pass on (e.g. a node that could not be read).
     pub notes: Vec<String>,
 }
@@ -152,6 +192,9 @@ pub struct ReportInput<'a> {
 /// definitions). Serializes to the drill's JSON output.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DrillReport {
+    /// The store drilled (reports from before Redis drills: Postgres).
+    #[serde(default)]
+    pub store: Store,
     /// The fault injected.
     pub fault: Fault,
     /// Who promoted the new primary.
@@ -160,6 +203,13 @@ pub struct DrillReport {
     pub backend: DrillBackend,
     /// Whether replication was synchronous.
     pub sync: bool,
+    /// Redis: the replicas each write waited for (`WAIT`; 0: plain
+    /// writes). Absent for Postgres (see `sync`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack_replicas: Option<u32>,
+    /// The pool's probe interval.
+    #[serde(default)]
+    pub probe_interval_ms: u64,
     /// The read preference of the readers.
     pub read_preference: String,
     /// Writer tasks.
@@ -181,6 +231,13 @@ pub struct DrillReport {
     /// When the first write started after the fault was acknowledged
     /// (since the start).
     pub first_write_after_fault_ms: Option<u64>,
+    /// Sentinel promotion: fault → the first sentinel naming the new master.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sentinel_switch_ms: Option<u64>,
+    /// Sentinel promotion: Sentinel's switch → the pool's writer switch
+    /// (negative when the pool was first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_after_sentinel_ms: Option<i64>,
     /// Whether a node other than the old primary became the writer.
     pub promoted: bool,
     /// The old primary's name.
@@ -220,6 +277,10 @@ pub struct DrillReport {
     pub writes_to_fenced_node: u64,
     /// Of those, the ones started after the pool switched writers.
     pub writes_to_fenced_node_after_failover: u64,
+    /// Fault `restart-old`: the writes of a pool started when the old
+    /// primary came back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fresh_pool: Option<FreshPoolWrites>,
     /// Successful operations per second before the fault.
     pub ops_per_sec_before: f64,
     /// Successful operations per second after the first write after the fault.
@@ -261,10 +322,13 @@ impl DrillReport {
             .map_or(0.0, |a| ops_rate(writes, reads, a, input.duration));
 
         let mut report = DrillReport {
+            store: input.store,
             fault: input.fault,
             promotion: input.promotion,
             backend: input.backend,
             sync: input.sync,
+            ack_replicas: input.ack_replicas,
+            probe_interval_ms: ms(input.probe_interval),
             read_preference: input.read_preference,
             writers: input.writers,
             readers: input.readers,
@@ -274,6 +338,8 @@ impl DrillReport {
             promotion_ms: milestones.promotion_ms(input.promotion),
             write_gap_ms: gap.gap_ms,
             first_write_after_fault_ms: gap.first_after.map(ms),
+            sentinel_switch_ms: milestones.sentinel_switch_ms(),
+            pool_after_sentinel_ms: milestones.pool_after_sentinel_ms(),
             promoted: milestones.promoted() || input.survivor != input.old_primary,
             old_primary: input.old_primary,
             survivor: input.survivor,
@@ -293,6 +359,7 @@ impl DrillReport {
             stale_reads: reads.iter().filter(|r| r.is_stale()).count() as u64,
             writes_to_fenced_node: fenced,
             writes_to_fenced_node_after_failover: fenced_after,
+            fresh_pool: input.fresh_pool,
             ops_per_sec_before,
             ops_per_sec_after,
             events: input.events,
@@ -318,5 +385,21 @@ impl DrillReport {
     /// The goals that were missed.
     pub fn missed_goals(&self) -> impl Iterator<Item = &Goal> {
         self.goals.iter().filter(|g| !g.met)
+    }
+
+    /// How writes were replicated, for headings: Postgres `synchronous` /
+    /// `asynchronous replication`; Redis `asynchronous replication` with
+    /// the replicas each write waited for.
+    pub fn replication_label(&self) -> String {
+        let mode = if self.sync {
+            "synchronous"
+        } else {
+            "asynchronous"
+        };
+        match self.ack_replicas {
+            Some(0) => format!("{mode} replication, plain writes"),
+            Some(n) => format!("{mode} replication, writes WAIT for {n} replica(s)"),
+            None => format!("{mode} replication"),
+        }
     }
 }

@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use super::DrillReport;
+use crate::drill::scenario::Promotion;
 
 impl DrillReport {
     /// A readable multi-line report: settings, figures, goals (✓/✗),
@@ -24,15 +25,12 @@ impl DrillReport {
 fn write_setup(s: &mut String, r: &DrillReport) {
     let _ = writeln!(
         s,
-        "failover drill: postgres, fault {}, {} promotion, {}, {} replication",
+        "failover drill: {}, fault {}, {} promotion, {}, {}",
+        r.store.as_str(),
         r.fault.as_str(),
         r.promotion.as_str(),
         r.backend.as_str(),
-        if r.sync {
-            "synchronous"
-        } else {
-            "asynchronous"
-        }
+        r.replication_label()
     );
     let setup: Vec<(&str, String)> = vec![
         (
@@ -102,6 +100,8 @@ fn write_results(s: &mut String, r: &DrillReport) {
         ("ops_per_sec_before", format!("{:.0}", r.ops_per_sec_before)),
         ("ops_per_sec_after", format!("{:.0}", r.ops_per_sec_after)),
     ];
+    let mut figures = figures;
+    figures.extend(optional_figures(r));
     section(s, "Results", &figures);
     if !r.lost_ids.is_empty() {
         let _ = writeln!(
@@ -111,6 +111,36 @@ fn write_results(s: &mut String, r: &DrillReport) {
             r.lost_ids
         );
     }
+}
+
+/// The figures only some drills have: Sentinel's switch, the fresh pool.
+fn optional_figures(r: &DrillReport) -> Vec<(&'static str, String)> {
+    let mut rows = Vec::new();
+    if r.promotion == Promotion::Sentinel {
+        let switch = r
+            .sentinel_switch_ms
+            .map_or_else(|| "no switch seen".to_owned(), |t| format!("{t} ms"));
+        rows.push(("sentinel_switch_ms", switch));
+        let after = r
+            .pool_after_sentinel_ms
+            .map_or_else(|| "-".to_owned(), |t| format!("{t:+} ms"));
+        rows.push(("pool_after_sentinel_ms", after));
+    }
+    if let Some(f) = &r.fresh_pool {
+        rows.push((
+            "fresh_pool",
+            format!(
+                "started at {:.3} s, writer {}: {} of {} writes acked, {} on the survivor, {} on the old primary",
+                f.started_ms as f64 / 1000.0,
+                f.writer.as_deref().unwrap_or("none"),
+                f.acked,
+                f.attempted,
+                f.acked_on_survivor,
+                f.on_other_primary
+            ),
+        ));
+    }
+    rows
 }
 
 /// Every goal with ✓ or ✗, then the verdict.

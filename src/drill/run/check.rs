@@ -1,25 +1,34 @@
 //! The end of a drill: what the primaries hold ([`read_final_data`]: the
-//! survivor's rows and those of any other primary) and the report built
+//! survivor's records and those of any other primary) and the report built
 //! from it and the workload's records ([`build_report`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use super::options::{DrillError, DrillOptions, cluster_err};
-use crate::drill::report::{DrillReport, ReportInput, TimelineEvent};
-use crate::drill::scenario::{DrillReadPreference, Fault};
-use crate::drill::workload::{ALL_IDS_SQL, WorkloadRecords};
-use crate::drill::{ClusterError, LocalPgCluster};
+use super::cluster::DrillCluster;
+use super::fresh::FreshRun;
+use super::notes::explain;
+use super::options::{DrillError, DrillOptions};
+use crate::drill::report::{DrillReport, FreshPoolWrites, ReportInput, TimelineEvent};
+use crate::drill::scenario::Store;
+use crate::drill::workload::WorkloadRecords;
 
-/// What the primaries hold at the end of the drill.
+/// What the primaries hold at the end of the drill. Negative ids are the
+/// fresh pool's (fault `restart-old`), kept apart from the workload's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct FinalData {
+    /// The old primary's name (node 0, the one the fault hit).
+    pub(super) old_primary: String,
     /// The surviving primary's name.
     pub(super) survivor: String,
-    /// Every id on the survivor.
+    /// Every workload id on the survivor.
     pub(super) survivor_ids: BTreeSet<i64>,
-    /// Every id on the other nodes that report themselves primary.
+    /// Every workload id on the other nodes that report themselves primary.
     pub(super) other_primary_ids: BTreeSet<i64>,
+    /// The fresh pool's ids on the survivor.
+    pub(super) fresh_on_survivor: BTreeSet<i64>,
+    /// The fresh pool's ids on the other primaries.
+    pub(super) fresh_on_others: BTreeSet<i64>,
 }
 
 /// When the drill's workload stopped and its fault happened, since the
@@ -35,54 +44,64 @@ pub(super) struct Times {
 }
 
 /// Reads every id from the surviving primary (the pool's `writer`, else
-/// the node out of recovery on the highest timeline) and from every
-/// other primary. What could not be read is added to `notes`.
+/// the running primary of the highest rank: timeline or replication
+/// offset) and from every other primary. What could not be read is added
+/// to `notes`.
 ///
 /// # Errors
 ///
 /// [`DrillError::NoPrimary`] when no node is a primary;
 /// [`DrillError::Cluster`] when the survivor cannot be read.
-pub(super) async fn read_final_data(
-    cluster: &LocalPgCluster,
+pub(super) async fn read_final_data<C: DrillCluster>(
+    cluster: &C,
     writer: Option<usize>,
     notes: &mut Vec<String>,
 ) -> Result<FinalData, DrillError> {
     let survivor = match writer {
         Some(i) => i,
-        None => highest_timeline_primary(cluster, notes).await?,
+        None => highest_ranked_primary(cluster, notes).await?,
     };
-    let survivor_ids = ids_on(cluster, survivor).await?;
-    let other_primary_ids = ids_on_other_primaries(cluster, survivor, notes).await;
+    let (fresh_on_survivor, survivor_ids) = split_fresh(cluster.ids_on(survivor).await?);
+    let (fresh_on_others, other_primary_ids) =
+        split_fresh(ids_on_other_primaries(cluster, survivor, notes).await);
     Ok(FinalData {
-        survivor: cluster.node(survivor).name,
+        old_primary: cluster.name(0),
+        survivor: cluster.name(survivor),
         survivor_ids,
         other_primary_ids,
+        fresh_on_survivor,
+        fresh_on_others,
     })
 }
 
-/// The running, unfrozen node out of recovery on the highest timeline
-/// (when the pool had no writer at the end), with a note saying so.
-async fn highest_timeline_primary(
-    cluster: &LocalPgCluster,
+/// (the fresh pool's negative ids, the workload's ids).
+fn split_fresh(ids: BTreeSet<i64>) -> (BTreeSet<i64>, BTreeSet<i64>) {
+    ids.into_iter().partition(|&id| id < 0)
+}
+
+/// The running, unfrozen primary of the highest rank (when the pool had
+/// no writer at the end), with a note saying so.
+async fn highest_ranked_primary<C: DrillCluster>(
+    cluster: &C,
     notes: &mut Vec<String>,
 ) -> Result<usize, DrillError> {
     let mut best: Option<(i64, usize)> = None;
-    for n in cluster.nodes() {
-        if !n.running || n.frozen {
+    for i in 0..cluster.node_count() {
+        if !cluster.is_up(i) {
             continue;
         }
-        if let Ok(false) = cluster.is_in_recovery(n.index).await
-            && let Ok(tl) = cluster.timeline(n.index).await
-            && best.is_none_or(|(b, _)| tl > b)
+        if let Ok(Some(rank)) = cluster.primary_rank(i).await
+            && best.is_none_or(|(b, _)| rank > b)
         {
-            best = Some((tl, n.index));
+            best = Some((rank, i));
         }
     }
     match best {
         Some((_, i)) => {
             notes.push(format!(
-                "the pool had no writer at the end; checked {} (highest timeline)",
-                cluster.node(i).name
+                "the pool had no writer at the end; checked {} ({})",
+                cluster.name(i),
+                C::RANK
             ));
             Ok(i)
         }
@@ -94,59 +113,30 @@ async fn highest_timeline_primary(
 
 /// Every id on the running, unfrozen nodes other than `survivor` that
 /// report themselves primary (a fenced old primary, in a split brain).
-async fn ids_on_other_primaries(
-    cluster: &LocalPgCluster,
+async fn ids_on_other_primaries<C: DrillCluster>(
+    cluster: &C,
     survivor: usize,
     notes: &mut Vec<String>,
 ) -> BTreeSet<i64> {
     let mut other_ids = BTreeSet::new();
-    for n in cluster.nodes() {
-        if n.index == survivor || !n.running || n.frozen {
+    for i in 0..cluster.node_count() {
+        if i == survivor || !cluster.is_up(i) {
             continue;
         }
-        match cluster.is_in_recovery(n.index).await {
-            Ok(true) => {}
-            Ok(false) => match ids_on(cluster, n.index).await {
+        match cluster.primary_rank(i).await {
+            Ok(None) => {}
+            Ok(Some(_)) => match cluster.ids_on(i).await {
                 Ok(ids) => other_ids.extend(ids),
                 Err(e) => notes.push(crate::error::chain(&e)),
             },
             Err(e) => notes.push(format!(
                 "could not ask {} for its role: {}",
-                n.name,
+                cluster.name(i),
                 crate::error::chain(&e)
             )),
         }
     }
     other_ids
-}
-
-/// Every id in `drill_writes` on node `index`.
-async fn ids_on(cluster: &LocalPgCluster, index: usize) -> Result<BTreeSet<i64>, DrillError> {
-    let name = cluster.node(index).name;
-    let context = format!("could not read the rows of {name}");
-    let client = cluster
-        .connect(index)
-        .await
-        .map_err(cluster_err(&*context))?;
-    let limit = Duration::from_secs(30);
-    let rows = match tokio::time::timeout(limit, client.query(ALL_IDS_SQL, &[])).await {
-        Ok(Ok(rows)) => rows,
-        Ok(Err(source)) => {
-            return Err(cluster_err(context)(ClusterError::Query {
-                node: name,
-                sql: ALL_IDS_SQL.to_owned(),
-                source,
-            }));
-        }
-        Err(_) => {
-            return Err(cluster_err(context)(ClusterError::QueryTimeout {
-                node: name,
-                sql: ALL_IDS_SQL.to_owned(),
-                timeout: limit,
-            }));
-        }
-    };
-    Ok(rows.iter().map(|r| r.get::<_, i64>(0)).collect())
 }
 
 /// Computes the report from what the workload recorded and what the
@@ -157,13 +147,20 @@ pub(super) fn build_report(
     times: Times,
     data: &FinalData,
     events: Vec<TimelineEvent>,
-    notes: Vec<String>,
+    mut notes: Vec<String>,
+    fresh: Option<FreshRun>,
 ) -> DrillReport {
+    if let Some(error) = fresh.as_ref().and_then(|f| f.error.as_ref()) {
+        notes.push(format!("the fresh pool did not write: {error}"));
+    }
     let mut report = DrillReport::from_records(ReportInput {
+        store: opts.store,
         fault: opts.fault,
         promotion: opts.promotion,
         backend: opts.backend,
         sync: opts.sync,
+        ack_replicas: (opts.store == Store::Redis).then_some(opts.ack),
+        probe_interval: opts.probe_interval,
         read_preference: opts.read_preference.as_str().to_owned(),
         writers: opts.writers,
         readers: opts.readers,
@@ -173,53 +170,33 @@ pub(super) fn build_report(
         writes: &records.writes,
         reads: &records.reads,
         events,
-        old_primary: "pg0".to_owned(),
+        old_primary: data.old_primary.clone(),
         survivor: data.survivor.clone(),
         survivor_ids: &data.survivor_ids,
         other_primary_ids: &data.other_primary_ids,
+        fresh_pool: fresh.map(|f| fresh_pool_figures(&f, data)),
         notes,
     });
     explain(&mut report, opts);
     report
 }
 
-/// Adds the notes that help reading a report.
-fn explain(report: &mut DrillReport, opts: &DrillOptions) {
-    let mut notes = Vec::new();
-    if opts.fault == Fault::Flap {
-        notes.push(format!(
-            "flap: pg0 was killed and restarted after {} ms (half the {} ms confirmation window); {}",
-            opts.confirmation.as_millis() / 2,
-            opts.confirmation.as_millis(),
-            if report.promoted {
-                "the pool promoted anyway (the restart took longer than the window)"
-            } else {
-                "no promotion happened, as intended"
-            }
-        ));
+/// Where the fresh pool's writes ended up.
+fn fresh_pool_figures(run: &FreshRun, data: &FinalData) -> FreshPoolWrites {
+    let mut errors_by_kind = BTreeMap::new();
+    for kind in run.writes.iter().filter_map(|w| w.error.as_deref()) {
+        *errors_by_kind.entry(kind.to_owned()).or_insert(0) += 1;
     }
-    if report.lost_acked_writes > 0 && !report.sync {
-        notes.push(
-            "asynchronous replication: writes acknowledged by the old primary but not yet \
-             replicated are lost in a failover; run with --sync to require none"
-                .into(),
-        );
+    let acked = run.writes.iter().filter(|w| w.is_ok());
+    FreshPoolWrites {
+        started_ms: run.started.as_millis() as u64,
+        writer: run.writer.clone(),
+        attempted: run.writes.len() as u64,
+        acked: acked.clone().count() as u64,
+        errors_by_kind,
+        acked_on_survivor: acked
+            .filter(|w| data.fresh_on_survivor.contains(&w.id))
+            .count() as u64,
+        on_other_primary: data.fresh_on_others.len() as u64,
     }
-    if report.stale_reads > 0 && opts.read_preference != DrillReadPreference::Primary {
-        notes.push(format!(
-            "stale reads are expected with {} (replicas lag a little behind the writer)",
-            opts.read_preference.as_str()
-        ));
-    }
-    if report.writes_to_fenced_node > report.writes_to_fenced_node_after_failover {
-        notes.push(format!(
-            "{} writes started after the fault but before the pool switched writers reached \
-             the old primary (sent to it before the fault was detected; the callers got errors)",
-            report.writes_to_fenced_node - report.writes_to_fenced_node_after_failover
-        ));
-    }
-    if report.write_gap_ms.is_none() {
-        notes.push("no write was acknowledged after the fault".into());
-    }
-    report.notes.extend(notes);
 }

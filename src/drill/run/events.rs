@@ -171,6 +171,25 @@ fn timeline_event(e: &Event, t0: SystemTime, names: &Names) -> TimelineEvent {
             ),
             writer.as_deref().map(n),
         ),
+        EventKind::EndpointsChanged {
+            added,
+            removed,
+            updated,
+        } => {
+            let list = |ids: &[std::sync::Arc<str>]| {
+                ids.iter().map(|id| n(id)).collect::<Vec<_>>().join(", ")
+            };
+            let parts: Vec<String> = [("added", added), ("removed", removed), ("updated", updated)]
+                .into_iter()
+                .filter(|(_, ids)| !ids.is_empty())
+                .map(|(what, ids)| format!("{what} {}", list(ids)))
+                .collect();
+            (
+                "NodesChanged",
+                format!("the topology source {}", parts.join("; ")),
+                None,
+            )
+        }
         other => ("Other", format!("{other:?}"), None),
     };
     TimelineEvent {

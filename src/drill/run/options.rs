@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::drill::ClusterError;
-use crate::drill::scenario::{DrillBackend, DrillReadPreference, Fault, Promotion};
-use crate::drill::workload::WorkloadConfig;
+use crate::drill::scenario::{DrillBackend, DrillReadPreference, Fault, Promotion, Store};
+use crate::drill::workload::{WorkloadConfig, WriteAck};
 use crate::pool::{PoolConfig, PromotionPolicy};
 
 /// Largest replication lag a standby may have to be promoted automatically.
@@ -17,18 +17,31 @@ const MAX_LAG_BYTES: u64 = 64 * 1024 * 1024;
 /// Most worker tasks a drill may run (each may hold a connection per node;
 /// the drill's servers allow 60).
 const MAX_WORKERS: usize = 48;
+/// Most Redis replicas a drill may start.
+const MAX_REPLICAS: usize = 4;
+/// How long an acknowledged Redis write waits for its replicas (`WAIT`).
+const ACK_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Settings of a drill. `Default` gives the documented defaults; check
 /// them with [`validate`](Self::validate) ([`run_drill`](super::run_drill) does).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct DrillOptions {
+    /// The store (default Postgres).
+    pub store: Store,
     /// The fault (default crash).
     pub fault: Fault,
     /// Who promotes (default automatic).
     pub promotion: Promotion,
-    /// Synchronous replication (default false).
+    /// Synchronous replication (default false; Postgres only).
     pub sync: bool,
+    /// Replicas of the first primary (default 1; Postgres drills run
+    /// exactly one standby).
+    pub replicas: usize,
+    /// Redis: replicas each write waits for, through
+    /// [`FailoverRedis::acknowledged`](crate::redis::FailoverRedis::acknowledged)
+    /// with a 500 ms `WAIT` (default 0: plain writes).
+    pub ack: u32,
     /// How long the workload runs (default 20 s).
     #[serde(with = "humantime_serde")]
     pub duration: Duration,
@@ -77,9 +90,12 @@ pub struct DrillOptions {
 impl Default for DrillOptions {
     fn default() -> Self {
         DrillOptions {
+            store: Store::Postgres,
             fault: Fault::Crash,
             promotion: Promotion::Automatic,
             sync: false,
+            replicas: 1,
+            ack: 0,
             duration: Duration::from_secs(20),
             fault_at: Duration::from_secs(8),
             writers: 8,
@@ -148,6 +164,53 @@ impl DrillOptions {
                 return bad(format!("{name} must be > 0"));
             }
         }
+        self.validate_store()
+    }
+
+    /// Checks the settings that depend on the store.
+    fn validate_store(&self) -> Result<(), DrillError> {
+        let bad = |m: String| Err(DrillError::InvalidOptions(m));
+        if self.backend.store() != self.store {
+            return bad(format!(
+                "--backend {} is a {} client, not a {} one",
+                self.backend.as_str(),
+                self.backend.store().as_str(),
+                self.store.as_str()
+            ));
+        }
+        match self.store {
+            Store::Postgres => {
+                if self.promotion == Promotion::Sentinel {
+                    return bad("--promotion sentinel is for Redis drills".into());
+                }
+                if self.replicas != 1 {
+                    return bad("Postgres drills run exactly one standby (replicas = 1)".into());
+                }
+                if self.ack != 0 {
+                    return bad("--ack is for Redis drills; Postgres has --sync".into());
+                }
+            }
+            Store::Redis => {
+                if self.sync {
+                    return bad(
+                        "Redis replication is asynchronous: --sync does not apply (use --ack N)"
+                            .into(),
+                    );
+                }
+                if self.replicas == 0 || self.replicas > MAX_REPLICAS {
+                    return bad(format!("--replicas must be 1 to {MAX_REPLICAS}"));
+                }
+                if self.ack as usize > self.replicas {
+                    return bad(format!(
+                        "--ack ({}) cannot exceed --replicas ({})",
+                        self.ack, self.replicas
+                    ));
+                }
+                if self.ack > 0 && self.backend != DrillBackend::Redis {
+                    return bad("--ack needs --backend redis (FailoverRedis::acknowledged)".into());
+                }
+            }
+        }
         Ok(())
     }
 
@@ -164,7 +227,7 @@ impl DrillOptions {
                     confirmation: self.confirmation,
                     max_lag_bytes: MAX_LAG_BYTES,
                 },
-                Promotion::External => PromotionPolicy::External,
+                Promotion::External | Promotion::Sentinel => PromotionPolicy::External,
             },
             read_preference: self.read_preference.into(),
             test_bypass_window: self.test_bypass_window,
@@ -179,6 +242,10 @@ impl DrillOptions {
             writers: self.writers,
             readers: self.readers,
             op_timeout: self.op_timeout,
+            ack: (self.ack > 0).then_some(WriteAck {
+                replicas: self.ack,
+                timeout: ACK_TIMEOUT,
+            }),
         }
     }
 }
@@ -261,5 +328,36 @@ mod tests {
             ..DrillOptions::default()
         };
         assert!(o.validate().unwrap_err().to_string().contains("--writers"));
+    }
+
+    #[test]
+    fn store_specific_settings_are_checked() {
+        let redis = DrillOptions {
+            store: Store::Redis,
+            backend: DrillBackend::Redis,
+            ..DrillOptions::default()
+        };
+        redis.validate().unwrap();
+        let sentinel_pg = DrillOptions {
+            promotion: Promotion::Sentinel,
+            ..DrillOptions::default()
+        };
+        assert!(sentinel_pg.validate().is_err());
+        let mismatch = DrillOptions {
+            backend: DrillBackend::Sqlx,
+            ..redis.clone()
+        };
+        let e = mismatch.validate().unwrap_err().to_string();
+        assert!(e.contains("--backend sqlx is a postgres client"), "{e}");
+        let too_many_acks = DrillOptions {
+            ack: 2,
+            ..redis.clone()
+        };
+        assert!(too_many_acks.validate().is_err());
+        let sync_redis = DrillOptions {
+            sync: true,
+            ..redis
+        };
+        assert!(sync_redis.validate().is_err());
     }
 }

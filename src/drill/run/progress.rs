@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
+use super::cluster::DrillCluster;
 use super::events::PoolEvents;
 use super::options::DrillError;
 use super::state::DrillState;
@@ -144,9 +145,9 @@ impl Throughput {
 /// start, or until the fault injection fails: drains the pool's events
 /// and calls `report` every [`PROGRESS_EVERY`]. Returns the injection's
 /// result when it finished meanwhile.
-pub(super) async fn observe<B: DrillDriver>(
+pub(super) async fn observe<B: DrillDriver, C: DrillCluster>(
     duration: Duration,
-    state: &DrillState,
+    state: &DrillState<C>,
     workload: &Workload<B>,
     pool: &FailoverPool<B>,
     events: &mut PoolEvents,

@@ -1,14 +1,18 @@
-//! The drill's workload: writers inserting unique ids and readers checking
-//! read-your-writes, through the crate's failover pools, with every attempt
-//! recorded for the analysis in [`report`](super::report).
+//! The drill's workload: writers writing records with unique ids and
+//! readers checking read-your-writes, through the crate's failover pools,
+//! with every attempt recorded for the analysis in
+//! [`report`](super::report). The two operations are each client library's
+//! own ([`DrillDriver`]: Postgres in `pg.rs`, Redis in `redis.rs`); the
+//! loops, records and counters here are the same for every store.
 //!
-//! # Table
-//! [`TABLE_SQL`]: `drill_writes (id bigint primary key, writer int, at
-//! timestamptz default now())`.
+//! # Records
+//! Postgres: a row of [`TABLE_SQL`]: `drill_writes (id bigint primary key,
+//! writer int, at timestamptz default now())`. Redis: the key
+//! `drill:<id>` ([`redis_key`]) holding the writer's number.
 //!
 //! # Writers
 //! Each writer task takes the next id from one global counter (so every id
-//! is attempted exactly once, by one writer) and inserts it through the
+//! is attempted exactly once, by one writer) and writes it through the
 //! pool's writer, under a client-side time limit ([`WorkloadConfig::op_timeout`])
 //! so that a frozen node cannot hang a writer. Every attempt becomes a
 //! [`WriteRecord`]: id, start, end and either success (the acknowledgement
@@ -19,7 +23,8 @@
 //! Reader `k` is paired with writer `k % writers` (its *sibling*). Before each
 //! read it loads the highest id the sibling has had acknowledged so far
 //! (`X`, if any), then asks a node chosen by the pool's read preference
-//! whether row `X` exists ([`READ_SQL`], a primary-key lookup).
+//! whether record `X` exists ([`READ_SQL`], a primary-key lookup; Redis
+//! `EXISTS drill:<X>`).
 //!
 //! A **stale read** is a read that succeeded but did not see `X`: a write
 //! acknowledged *before the read started* was invisible to it (a failed
@@ -31,14 +36,23 @@
 //! # Error kinds
 //! * the crate's [`ErrorCode`](crate::ErrorCode) string (`no_node`,
 //!   `timeout`, ...) when the pool itself refused;
-//! * `timeout`: the client-side limit passed;
-//! * `db:<SQLSTATE>`: the server answered with an error (`db:57P01`, ...);
-//! * `io`: the connection failed (reset, refused, closed mid-query);
+//! * `timeout`: the client-side limit passed (Redis: also the client's
+//!   response timeout);
+//! * `db:<SQLSTATE>`: the Postgres server answered with an error
+//!   (`db:57P01`, ...); `redis:<CODE>`: the Redis server did
+//!   (`redis:READONLY`, ...);
+//! * `io`: the connection failed (reset, refused, closed mid-command);
+//! * `unconfirmed`: Redis, an acknowledged write that the master applied
+//!   but too few replicas confirmed in time (`WAIT`);
 //! * `closed`: a tokio-postgres connection was already closed;
 //! * `pool_timed_out`, `pool_closed`, `protocol`, `tls`, `worker_crashed`:
 //!   the sqlx errors of those names (the sqlx surface reports "no writer
 //!   within the acquire timeout" as `pool_timed_out`, as `PgPool` would);
-//! * `sqlx`, `pg`: any other client error.
+//! * `sqlx`, `pg`, `redis`: any other client error.
+
+mod driver;
+mod pg;
+mod redis;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -48,145 +62,14 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+pub use self::driver::{DrillDriver, WriteAck, crate_kind, writer_id};
+pub use self::pg::{ALL_IDS_SQL, INSERT_SQL, READ_SQL, TABLE_SQL, pg_kind, sqlx_kind};
+pub use self::redis::{KEY_PREFIX, id_of_key, redis_key, redis_kind};
 pub use super::scenario::DrillBackend;
 use crate::pool::{Backend, FailoverPool};
-use crate::postgres::{DeadpoolPostgres, FailoverPgPool, SqlxPostgres};
-
-/// Creates the drill's table.
-pub const TABLE_SQL: &str = "CREATE TABLE IF NOT EXISTS drill_writes \
-     (id bigint PRIMARY KEY, writer int NOT NULL, at timestamptz NOT NULL DEFAULT now())";
-/// One write: `$1` the id, `$2` the writer number.
-pub const INSERT_SQL: &str = "INSERT INTO drill_writes (id, writer) VALUES ($1, $2)";
-/// One read: whether row `$1` exists.
-pub const READ_SQL: &str = "SELECT EXISTS (SELECT 1 FROM drill_writes WHERE id = $1)";
-/// Reads every id (for the final set check).
-pub const ALL_IDS_SQL: &str = "SELECT id FROM drill_writes";
 
 /// How long a worker sleeps after an error.
 const ERROR_PAUSE: Duration = Duration::from_millis(5);
-
-/// The two statements the workload runs, in each driver's own idiom; the
-/// rest of the drill (topology, events, refresh, close) is the generic
-/// [`FailoverPool`] surface, the same for every backend.
-pub trait DrillDriver: Backend {
-    /// Inserts row `id` for writer `writer` through the pool's writer; an
-    /// error is returned as its [kind](self#error-kinds), after a
-    /// failover-class one was reported to the pool.
-    fn insert(
-        pool: &FailoverPool<Self>,
-        id: i64,
-        writer: i32,
-    ) -> impl Future<Output = Result<(), String>> + Send;
-
-    /// Whether row `id` exists, read from a node chosen by the pool's read
-    /// preference (errors as in [`DrillDriver::insert`]).
-    fn read_row(
-        pool: &FailoverPool<Self>,
-        id: i64,
-    ) -> impl Future<Output = Result<bool, String>> + Send;
-}
-
-impl DrillDriver for SqlxPostgres {
-    async fn insert(pool: &FailoverPgPool, id: i64, writer: i32) -> Result<(), String> {
-        sqlx::query(INSERT_SQL)
-            .bind(id)
-            .bind(writer)
-            .execute(pool)
-            .await
-            .map(drop)
-            .map_err(|e| sqlx_kind(&e))
-    }
-
-    async fn read_row(pool: &FailoverPgPool, id: i64) -> Result<bool, String> {
-        let reader = pool.reader().await.map_err(|e| crate_kind(&e))?;
-        sqlx::query_scalar::<_, bool>(READ_SQL)
-            .bind(id)
-            .fetch_one(&reader)
-            .await
-            .map_err(|e| sqlx_kind(&e))
-    }
-}
-
-impl DrillDriver for DeadpoolPostgres {
-    async fn insert(pool: &FailoverPool<Self>, id: i64, writer: i32) -> Result<(), String> {
-        let conn = pool.writer().await.map_err(|e| crate_kind(&e))?;
-        let result = async {
-            let stmt = conn.prepare_cached(INSERT_SQL).await?;
-            conn.execute(&stmt, &[&id, &writer]).await
-        }
-        .await;
-        result.map(drop).map_err(|e| {
-            conn.report(&e);
-            pg_kind(&e)
-        })
-    }
-
-    async fn read_row(pool: &FailoverPool<Self>, id: i64) -> Result<bool, String> {
-        let conn = pool.reader().await.map_err(|e| crate_kind(&e))?;
-        let result = async {
-            let stmt = conn.prepare_cached(READ_SQL).await?;
-            conn.query_one(&stmt, &[&id]).await?.try_get::<_, bool>(0)
-        }
-        .await;
-        result.map_err(|e| {
-            conn.report(&e);
-            pg_kind(&e)
-        })
-    }
-}
-
-/// The pool's writer, by node id, if one is known.
-pub fn writer_id<B: Backend>(pool: &FailoverPool<B>) -> Option<String> {
-    pool.topology().writer_status().map(|n| n.id.to_string())
-}
-
-/// The kind of one of the crate's errors: its code.
-pub fn crate_kind(e: &crate::Error) -> String {
-    e.code().as_str().to_owned()
-}
-
-/// The kind of a sqlx error (see the [module docs](self#error-kinds)).
-pub fn sqlx_kind(e: &sqlx::Error) -> String {
-    match e {
-        sqlx::Error::Database(db) => match db.code() {
-            Some(code) => format!("db:{code}"),
-            None => "db".to_owned(),
-        },
-        // A pool error with no sqlx counterpart travels as I/O.
-        sqlx::Error::Io(io) => match io.get_ref().and_then(|e| e.downcast_ref::<crate::Error>()) {
-            Some(e) => crate_kind(e),
-            None => "io".to_owned(),
-        },
-        sqlx::Error::PoolTimedOut => "pool_timed_out".to_owned(),
-        sqlx::Error::PoolClosed => "pool_closed".to_owned(),
-        sqlx::Error::Protocol(_) => "protocol".to_owned(),
-        sqlx::Error::Tls(_) => "tls".to_owned(),
-        sqlx::Error::WorkerCrashed => "worker_crashed".to_owned(),
-        sqlx::Error::Configuration(source) => match source.downcast_ref::<crate::Error>() {
-            Some(e) => crate_kind(e),
-            None => "sqlx".to_owned(),
-        },
-        _ => "sqlx".to_owned(),
-    }
-}
-
-/// The kind of a tokio-postgres error (see the [module docs](self#error-kinds)).
-pub fn pg_kind(e: &tokio_postgres::Error) -> String {
-    if let Some(db) = e.as_db_error() {
-        return format!("db:{}", db.code().code());
-    }
-    if e.is_closed() {
-        return "closed".to_owned();
-    }
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        if s.is::<std::io::Error>() {
-            return "io".to_owned();
-        }
-        source = s.source();
-    }
-    "pg".to_owned()
-}
 
 /// One write attempt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -249,6 +132,8 @@ pub struct WorkloadConfig {
     pub readers: usize,
     /// Client-side limit of one operation.
     pub op_timeout: Duration,
+    /// How writes wait for replicas (Redis `WAIT`); `None`: plain writes.
+    pub ack: Option<WriteAck>,
 }
 
 /// Running totals, for progress display.
@@ -267,6 +152,7 @@ struct Shared<B: Backend> {
     pool: FailoverPool<B>,
     t0: Instant,
     op_timeout: Duration,
+    ack: Option<WriteAck>,
     stop: AtomicBool,
     next_id: AtomicI64,
     /// Per writer: its latest acknowledged id (0: none yet).
@@ -305,6 +191,7 @@ impl<B: DrillDriver> Workload<B> {
             pool,
             t0,
             op_timeout: config.op_timeout,
+            ack: config.ack,
             stop: AtomicBool::new(false),
             next_id: AtomicI64::new(1),
             last_acked: (0..writers).map(|_| AtomicI64::new(0)).collect(),
@@ -372,8 +259,8 @@ async fn write_loop<B: DrillDriver>(shared: Arc<Shared<B>>, writer: usize) -> Ve
     while !shared.stop.load(Ordering::Relaxed) {
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
         let start = shared.t0.elapsed();
-        let result =
-            tokio::time::timeout(shared.op_timeout, B::insert(&shared.pool, id, writer_no)).await;
+        let insert = B::insert(&shared.pool, id, writer_no, shared.ack);
+        let result = tokio::time::timeout(shared.op_timeout, insert).await;
         let end = shared.t0.elapsed();
         let error = match result {
             Ok(Ok(())) => None,
@@ -463,12 +350,5 @@ mod tests {
             last: None,
         };
         assert_eq!(crate_kind(&e), "no_node");
-        let io = sqlx::Error::Io(std::io::Error::other(crate::Error::Closed));
-        assert_eq!(sqlx_kind(&io), "closed");
-        let wrapped = sqlx::Error::Configuration(Box::new(crate::Error::Closed));
-        assert_eq!(sqlx_kind(&wrapped), "closed");
-        assert_eq!(sqlx_kind(&sqlx::Error::PoolTimedOut), "pool_timed_out");
-        let io = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
-        assert_eq!(sqlx_kind(&io), "io");
     }
 }
