@@ -12,7 +12,7 @@ use super::classify;
 use crate::error::{Error, ErrorClass};
 use crate::pool::{FailoverPool, Pooled, Route};
 use ::redis::aio::ConnectionLike;
-use ::redis::{Cmd, ErrorKind, Pipeline, RedisError, Value};
+use ::redis::{Arg, Cmd, ErrorKind, Pipeline, RedisError, Value};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -136,7 +136,84 @@ pub(crate) enum Reply {
     Many(Vec<Value>),
 }
 
+/// Commands that only read: one cut off in flight (a reset, a timeout, a
+/// connection the server closed, as Sentinel does on a replica it
+/// promotes) is sent again like a refused one, since running it twice
+/// changes nothing.
+const READS: &[&str] = &[
+    "BITCOUNT",
+    "BITPOS",
+    "DBSIZE",
+    "ECHO",
+    "EXISTS",
+    "EXPIRETIME",
+    "GET",
+    "GETBIT",
+    "GETRANGE",
+    "HEXISTS",
+    "HGET",
+    "HGETALL",
+    "HKEYS",
+    "HLEN",
+    "HMGET",
+    "HSCAN",
+    "HSTRLEN",
+    "HVALS",
+    "KEYS",
+    "LINDEX",
+    "LLEN",
+    "LPOS",
+    "LRANGE",
+    "MGET",
+    "PEXPIRETIME",
+    "PFCOUNT",
+    "PING",
+    "PTTL",
+    "RANDOMKEY",
+    "SCAN",
+    "SCARD",
+    "SISMEMBER",
+    "SMEMBERS",
+    "SMISMEMBER",
+    "SRANDMEMBER",
+    "SSCAN",
+    "STRLEN",
+    "TTL",
+    "TYPE",
+    "XLEN",
+    "XRANGE",
+    "XREVRANGE",
+    "ZCARD",
+    "ZCOUNT",
+    "ZMSCORE",
+    "ZRANGE",
+    "ZRANGEBYSCORE",
+    "ZRANK",
+    "ZREVRANGE",
+    "ZREVRANK",
+    "ZSCAN",
+    "ZSCORE",
+];
+
+fn reads_only(cmd: &Cmd) -> bool {
+    match cmd.args_iter().next() {
+        Some(Arg::Simple(name)) => READS
+            .iter()
+            .any(|r| r.as_bytes().eq_ignore_ascii_case(name)),
+        _ => false,
+    }
+}
+
 impl Request<'_> {
+    /// Whether every command of the request only reads (a transaction
+    /// never counts: `MULTI`/`EXEC` is not in the list).
+    fn reads_only(self) -> bool {
+        match self {
+            Request::One(cmd) => reads_only(cmd),
+            Request::Many(p, ..) => !p.is_transaction() && p.cmd_iter().all(reads_only),
+        }
+    }
+
     async fn send(self, conn: &mut RedisConn) -> std::result::Result<Reply, RedisError> {
         match self {
             Request::One(cmd) => conn.req_packed_command(cmd).await.map(Reply::One),
@@ -187,8 +264,11 @@ async fn attempt(
     request: Request<'_>,
     ack: Option<Ack>,
 ) -> std::result::Result<Reply, Failed> {
+    // A read cut off in flight changed nothing: it may be sent again too.
+    let reads_only = ack.is_none() && request.reads_only();
     let judge = |conn: &Pooled<RedisBackend>, e: RedisError| {
-        if conn.report(&e) == ErrorClass::not_executed() {
+        let class = conn.report(&e);
+        if class == ErrorClass::not_executed() || (reads_only && class.is_failover()) {
             Failed::Refused(e)
         } else {
             Failed::Final(e)
@@ -232,8 +312,9 @@ async fn attempt(
 /// Sends `request` on the node `route` picks and, with `ack`, waits for
 /// replicas to confirm it. A failure that certainly did not execute (the
 /// node refused: `READONLY`, `MASTERDOWN`, …; a pipeline all of whose
-/// commands were refused) is reported and the request sent again, after a
-/// short pause, to whichever node the route picks then, until the acquire
+/// commands were refused), or any failover-class failure of a request
+/// that only reads, is reported and the request sent again, after a short
+/// pause, to whichever node the route picks then, until the acquire
 /// timeout; anything else is returned.
 pub(crate) async fn send(
     pool: &FailoverPool<RedisBackend>,
@@ -282,6 +363,20 @@ mod tests {
 
     fn error(resp: &str) -> Value {
         ::redis::parse_redis_value(resp.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn reads_are_recognised() {
+        assert!(Request::One(&::redis::cmd("get")).reads_only());
+        assert!(!Request::One(&::redis::cmd("SET")).reads_only());
+        let mut p = ::redis::pipe();
+        p.get("a").exists("b");
+        assert!(Request::Many(&p, 0, 2).reads_only());
+        p.atomic();
+        assert!(!Request::Many(&p, 0, 2).reads_only());
+        let mut p = ::redis::pipe();
+        p.get("a").incr("b", 1);
+        assert!(!Request::Many(&p, 0, 2).reads_only());
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 /// Sentinel events that may change the topology.
 const EVENTS: &[&str] = &[
@@ -26,6 +27,11 @@ const EVENTS: &[&str] = &[
 ];
 
 type UrlFor = dyn Fn(&str, u16) -> String + Send + Sync;
+
+/// How often the sentinels are asked while a change is settling.
+const EAGER_POLL: Duration = Duration::from_millis(50);
+/// How long after an event the sentinels are asked that often.
+const EAGER_WINDOW: Duration = Duration::from_secs(3);
 
 /// [`SentinelTopology`]: Redis Sentinel as a [`TopologySource`].
 ///
@@ -71,6 +77,8 @@ struct State {
     /// The sentinels with a listener task.
     listening: BTreeMap<(String, u16), JoinHandle<()>>,
     last: Option<TopologyView>,
+    /// Until when to ask every [`EAGER_POLL`] (set by an event).
+    eager_until: Option<Instant>,
 }
 
 impl fmt::Debug for SentinelTopology {
@@ -357,9 +365,22 @@ impl TopologySource for SentinelTopology {
     fn next_view(&self) -> TopologyFuture<'_> {
         Box::pin(async move {
             loop {
-                let first = self.lock().last.is_none();
+                let (first, eager) = {
+                    let state = self.lock();
+                    let eager = state.eager_until.is_some_and(|t| Instant::now() < t);
+                    (state.last.is_none(), eager)
+                };
                 if !first {
-                    let _ = tokio::time::timeout(self.refresh, self.changed.notified()).await;
+                    // After an event, ask again every 50 ms for a while: the
+                    // sentinels agree on a new master one by one, and the
+                    // majority may form a moment after the first message.
+                    let wait = if eager { EAGER_POLL } else { self.refresh };
+                    if tokio::time::timeout(wait, self.changed.notified())
+                        .await
+                        .is_ok()
+                    {
+                        self.lock().eager_until = Some(Instant::now() + EAGER_WINDOW);
+                    }
                 }
                 self.listen_to_all();
                 let view = self.poll().await?;
