@@ -20,7 +20,7 @@ use arc_swap::ArcSwap;
 use metrics::SharedString;
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
@@ -90,6 +90,11 @@ pub(crate) struct Inner<B: Backend> {
     pub(crate) tasks: Mutex<Vec<JoinHandle<()>>>,
     /// The topology source, for a switchover its orchestrator runs.
     pub(crate) source: Option<Arc<dyn TopologySource>>,
+    /// Probe rounds started, and the latest one applied (under the
+    /// reconciler's lock): an older round's results are never applied
+    /// after a newer one's.
+    pub(crate) probe_rounds: AtomicU64,
+    pub(crate) applied_round: AtomicU64,
 }
 
 impl<B: Backend> fmt::Debug for Inner<B> {
@@ -144,6 +149,8 @@ impl<B: Backend> Inner<B> {
             closed: AtomicBool::new(false),
             tasks: Mutex::new(Vec::new()),
             source,
+            probe_rounds: AtomicU64::new(0),
+            applied_round: AtomicU64::new(0),
         }
     }
 
@@ -182,12 +189,29 @@ impl<B: Backend> Inner<B> {
     /// the automatic policy says so, promotes. Returns when the next
     /// promotion decision is due (so the prober can wake up exactly then).
     pub(crate) async fn probe_round(this: &Arc<Self>) -> Option<Instant> {
+        if this.closed.load(Relaxed) {
+            return None;
+        }
+        // Probed without the reconciler's lock: a node that hangs until the
+        // probe timeout must not hold back a topology source's view (an
+        // orchestrator naming the new writer) or a promotion meanwhile.
+        let slots = Arc::clone(&this.routing.load().slots);
+        let round = this.probe_rounds.fetch_add(1, AcqRel) + 1;
+        let results = Self::probe_all(this, &slots).await;
         let mut reconciler = this.reconciler.lock().await;
         if this.closed.load(Relaxed) {
             return None;
         }
-        let slots = Arc::clone(&this.routing.load().slots);
-        let results = Self::probe_all(this, &slots).await;
+        if !Arc::ptr_eq(&this.routing.load().slots, &slots)
+            || this.applied_round.load(Acquire) > round
+        {
+            // The node set changed, or a round started later was applied
+            // first: these results are stale. Another round, at once.
+            drop(reconciler);
+            this.probe_now.notify_one();
+            return None;
+        }
+        this.applied_round.store(round, Release);
         let out = reconciler.apply(&results, Instant::now());
         this.publish(&reconciler, &slots, &out);
         if let Some(candidate) = out.promote {

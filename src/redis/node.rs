@@ -107,11 +107,23 @@ impl RedisNode {
     pub(crate) async fn probe(&self) -> std::result::Result<Probe, RedisError> {
         let mut slot = self.probe.lock().await;
         // Taken out: a cancelled probe (timeout) drops its connection.
-        let mut conn = match slot.take() {
-            Some(c) => c,
-            None => self.connect().await?,
+        let (mut conn, cached) = match slot.take() {
+            Some(c) => (c, true),
+            None => (self.connect().await?, false),
         };
-        let info = info_replication(&mut conn).await?;
+        let info = match info_replication(&mut conn).await {
+            Ok(info) => info,
+            // The cached connection was closed (Sentinel kills the client
+            // connections of a replica it promotes; a server restart): one
+            // more try on a new one before the node counts as down.
+            Err(e)
+                if cached && !e.is_timeout() && (e.is_io_error() || e.is_connection_dropped()) =>
+            {
+                conn = self.connect().await?;
+                info_replication(&mut conn).await?
+            }
+            Err(e) => return Err(e),
+        };
         *slot = Some(conn);
         Ok(probe_from_info(&info))
     }
