@@ -1,6 +1,8 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "redis")]
+pub mod cache;
 pub mod config;
 pub mod core;
 pub mod discovery;
@@ -14,6 +16,8 @@ pub mod redis;
 #[cfg(feature = "drill")]
 pub mod drill;
 
+#[cfg(feature = "redis")]
+pub use cache::FailoverCache;
 pub use error::{Error, ErrorClass, ErrorCode, Result};
 pub use pool::{FailoverPool, PoolConfig, PromotionPolicy, ReadPreference, Route};
 #[cfg(feature = "deadpool-postgres")]
