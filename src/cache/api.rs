@@ -182,7 +182,9 @@ impl FailoverCache {
     }
 
     /// The values of `keys`, in order (`None` where absent): one `MGET` on
-    /// one side, with the same fallback and timeouts as [`get`](Self::get).
+    /// one side, with the same fallback and timeouts as [`get`](Self::get)
+    /// (misses on a side that is catching up are asked of the other; no
+    /// read repair).
     ///
     /// # Errors
     /// As [`get`](Self::get); the fail-safe answers only when it has every key.

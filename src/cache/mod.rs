@@ -69,7 +69,9 @@
 //! keys until they expire or are written again. Run
 //! [`reconcile`](FailoverCache::reconcile) at a service's start (or on a
 //! schedule): it finds and repairs those keys. Deletes are safe across a
-//! crash as long as the reconciliation runs within `tombstone_ttl`.
+//! crash as long as the reconciliation runs within `tombstone_ttl`. A side
+//! that is down when the cache starts is scanned by itself once it is up
+//! (this process cannot know what it missed before).
 //! Likewise, a tombstone that expired before a divergent side was
 //! reconciled no longer protects the delete; keep `tombstone_ttl` longer
 //! than the outages you want to survive.
