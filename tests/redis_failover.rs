@@ -123,7 +123,7 @@ async fn write_until(
                         }
                     }
                     Err(e) if is_unconfirmed(&e) => seen.unconfirmed += 1,
-                    Err(e) => seen.errors.push(e.to_string()),
+                    Err(e) => seen.errors.push(describe(&e)),
                 }
             }
             seen
@@ -358,11 +358,8 @@ async fn a_demoted_live_master_is_left_without_callers_getting_readonly() {
         seen.errors,
         seen.first_after_fault
     );
-    assert!(
-        seen.errors.iter().all(|e| !e.contains("READONLY")),
-        "READONLY reached callers: {:?}",
-        seen.errors
-    );
+    // No caller got READONLY (or anything else): refused commands waited
+    // for the new master.
     assert!(seen.errors.is_empty(), "{:?}", seen.errors);
     assert_eq!(
         r.topology().writer_status().map(|w| w.id.to_string()),
@@ -598,14 +595,17 @@ async fn deadpool_never_hands_out_a_connection_to_a_demoted_master() {
     }
 }
 
+/// A caller's error, marked `in flight:` when it is of the kinds an
+/// operation cut off by a crash gets (I/O: reset, broken pipe, timeout).
+fn describe(e: &redis::RedisError) -> String {
+    if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() {
+        format!("in flight: {e}")
+    } else {
+        e.to_string()
+    }
+}
+
 /// Whether a caller's error is one an operation in flight at a crash gets.
 fn in_flight(error: &str) -> bool {
-    [
-        "broken pipe",
-        "reset by peer",
-        "timed out",
-        "Connection reset",
-    ]
-    .iter()
-    .any(|s| error.contains(s))
+    error.starts_with("in flight: ")
 }

@@ -115,22 +115,35 @@ impl RedisNodePool {
         self.0.closed.load(Acquire)
     }
 
-    /// The slot's connection, opened if there is none (one connect at a time).
+    /// The slot's connection, opened if there is none (one connect at a
+    /// time). The usual case (it is open) does not wait for anything; the
+    /// connect, rare and with a large future, is boxed so that every
+    /// command's future stays small.
     async fn connection(&self, slot: Use) -> std::result::Result<RedisConn, RedisError> {
+        match self.open(slot)? {
+            Some(conn) => Ok(conn),
+            None => Box::pin(self.reconnect(slot)).await,
+        }
+    }
+
+    /// The slot's connection if it is open.
+    fn open(&self, slot: Use) -> std::result::Result<Option<RedisConn>, RedisError> {
         if self.is_closed() || !self.0.generation.is_current() {
             return Err(closed_error());
         }
         let s = &self.0.slots[slot as usize];
-        if let Some(shared) = &*s.current.load()
-            && !shared.is_dead()
-        {
-            return Ok(self.conn(shared, slot));
-        }
+        Ok(s.current
+            .load()
+            .as_ref()
+            .filter(|shared| !shared.is_dead())
+            .map(|shared| self.conn(shared, slot)))
+    }
+
+    async fn reconnect(&self, slot: Use) -> std::result::Result<RedisConn, RedisError> {
+        let s = &self.0.slots[slot as usize];
         let _connecting = s.connecting.lock().await;
-        if let Some(shared) = &*s.current.load()
-            && !shared.is_dead()
-        {
-            return Ok(self.conn(shared, slot));
+        if let Some(conn) = self.open(slot)? {
+            return Ok(conn);
         }
         // None yet, or it ended (a command sent on it could not run): a new one.
         let (conn, dead) =
@@ -239,16 +252,39 @@ pub(crate) fn is_not_sent(error: &RedisError) -> bool {
     matches!(error.detail(), Some(CONNECTION_ENDED | RETIRED))
 }
 
+impl RedisConn {
+    /// Sends one command (unboxed: the crate's own path).
+    pub(crate) async fn send_one(&mut self, cmd: &Cmd) -> std::result::Result<Value, RedisError> {
+        self.check_open()?;
+        let r = self.conn.send_packed_command(cmd).await;
+        if let Err(e) = &r {
+            self.note(e);
+        }
+        r
+    }
+
+    /// Sends a slice of a pipeline (unboxed: the crate's own path).
+    pub(crate) async fn send_many(
+        &mut self,
+        pipeline: &::redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> std::result::Result<Vec<Value>, RedisError> {
+        self.check_open()?;
+        let r = self
+            .conn
+            .send_packed_commands(pipeline, offset, count)
+            .await;
+        if let Err(e) = &r {
+            self.note(e);
+        }
+        r
+    }
+}
+
 impl ConnectionLike for RedisConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        Box::pin(async move {
-            self.check_open()?;
-            let r = self.conn.req_packed_command(cmd).await;
-            if let Err(e) = &r {
-                self.note(e);
-            }
-            r
-        })
+        Box::pin(self.send_one(cmd))
     }
 
     fn req_packed_commands<'a>(
@@ -257,14 +293,7 @@ impl ConnectionLike for RedisConn {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        Box::pin(async move {
-            self.check_open()?;
-            let r = self.conn.req_packed_commands(pipeline, offset, count).await;
-            if let Err(e) = &r {
-                self.note(e);
-            }
-            r
-        })
+        Box::pin(self.send_many(pipeline, offset, count))
     }
 
     fn get_db(&self) -> i64 {

@@ -11,7 +11,6 @@ use super::backend::{RESPONSE_TIMEOUT, RedisBackend, RedisConn};
 use super::classify;
 use crate::error::{Error, ErrorClass};
 use crate::pool::{FailoverPool, Pooled, Route};
-use ::redis::aio::ConnectionLike;
 use ::redis::{Arg, Cmd, ErrorKind, Pipeline, RedisError, Value};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -216,11 +215,10 @@ impl Request<'_> {
 
     async fn send(self, conn: &mut RedisConn) -> std::result::Result<Reply, RedisError> {
         match self {
-            Request::One(cmd) => conn.req_packed_command(cmd).await.map(Reply::One),
-            Request::Many(p, offset, count) => conn
-                .req_packed_commands(p, offset, count)
-                .await
-                .map(Reply::Many),
+            Request::One(cmd) => conn.send_one(cmd).await.map(Reply::One),
+            Request::Many(p, offset, count) => {
+                conn.send_many(p, offset, count).await.map(Reply::Many)
+            }
         }
     }
 }
@@ -274,19 +272,14 @@ async fn attempt(
             Failed::Final(e)
         }
     };
-    let mut acked = match ack {
-        Some(_) => Some(conn.acknowledged().await.map_err(|e| judge(conn, e))?),
-        None => None,
-    };
-    let sent = match (ack, acked.as_mut()) {
-        (Some(ack), Some(target)) => {
-            let sent = ack.bounded(request.send(target)).await;
-            if matches!(&sent, Err(e) if e.is_timeout()) {
-                target.invalidate();
-            }
-            sent
-        }
-        _ => request.send(conn).await,
+    let (sent, acked) = match ack {
+        // Rare and with a large future: boxed, to keep every plain
+        // command's future small.
+        Some(ack) => match Box::pin(send_acknowledged(conn, request, ack)).await {
+            Ok((sent, acked)) => (sent, Some(acked)),
+            Err(e) => return Err(judge(conn, e)),
+        },
+        None => (request.send(conn).await, None),
     };
     let reply = match sent {
         Ok(Reply::Many(values)) => match refusal(&values) {
@@ -304,9 +297,28 @@ async fn attempt(
         Err(e) => return Err(judge(conn, e)),
     };
     match (ack, acked) {
-        (Some(ack), Some(mut acked)) => ack.confirm(&mut acked, reply).await.map_err(Failed::Final),
+        (Some(ack), Some(mut acked)) => Box::pin(ack.confirm(&mut acked, reply))
+            .await
+            .map_err(Failed::Final),
         _ => Ok(reply),
     }
+}
+
+/// Sends `request` on the node's acknowledged-writes connection (bounded;
+/// a connection that stopped answering is forgotten); returns the outcome
+/// and that connection, for the `WAIT`. `Err`: the connection could not be
+/// had.
+async fn send_acknowledged(
+    conn: &RedisConn,
+    request: Request<'_>,
+    ack: Ack,
+) -> std::result::Result<(std::result::Result<Reply, RedisError>, RedisConn), RedisError> {
+    let mut target = conn.acknowledged().await?;
+    let sent = ack.bounded(request.send(&mut target)).await;
+    if matches!(&sent, Err(e) if e.is_timeout()) {
+        target.invalidate();
+    }
+    Ok((sent, target))
 }
 
 /// Sends `request` on the node `route` picks and, with `ack`, waits for
