@@ -3,7 +3,7 @@
 //! `LocalRedisCluster`) in the same process and run:
 //!
 //! * `redis/{get,set}/{raw,failover}/{1,16}`: `GET`/`SET` on a plain
-//!   redis-rs multiplexed connection ([`RawRedis`]) vs on `FailoverRedis`;
+//!   redis-rs `ConnectionManager` ([`RawRedis`]) vs on `FailoverRedis`;
 //! * `deadpool-redis/{get,set}/{raw,failover}/{1,16}`: `GET`/`SET` on a
 //!   connection from a plain `deadpool_redis::Pool` vs from
 //!   `FailoverPool<DeadpoolRedis>::writer()`.
@@ -15,13 +15,9 @@
 //! Like is compared with like: the raw client and `FailoverRedis` both
 //! send every caller's commands over one multiplexed connection to the
 //! master, with a 500 ms response timeout (redis-rs's default, and
-//! `FailoverRedis`'s). The raw client is the bare `MultiplexedConnection`,
-//! not a `ConnectionManager`: this crate does not enable redis-rs's
-//! `connection-manager` feature. A `ConnectionManager` is that same
-//! connection behind an `arc-swap` load and a clone per command (and the
-//! reconnect logic), so the ratios here are upper bounds of the ratios
-//! against it; with the feature enabled (e.g. as a dev-dependency), change
-//! [`RawRedis`] and [`raw_redis`] to measure against it. Both deadpool
+//! `FailoverRedis`'s). The raw client is redis-rs's `ConnectionManager`
+//! (the client the users have: one multiplexed connection that
+//! reconnects to the same address). Both deadpool
 //! pools hold up to 16 connections and recycle a connection with
 //! deadpool-redis's `UNWATCH`+`PING` round trip at every checkout. The
 //! failover pool's node pools also have create, wait and recycle timeouts
@@ -58,7 +54,7 @@ use failover_pool::drill::{LocalRedisCluster, RedisClusterOptions};
 use failover_pool::pool::{Backend, FailoverPool, PoolConfig, Route};
 use failover_pool::redis::{DeadpoolRedis, FailoverRedis, RedisBackend, RedisNodePool};
 use redis::AsyncCommands;
-use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::aio::{ConnectionLike, ConnectionManager};
 use tokio::runtime::Runtime;
 use tokio::task::JoinSet;
 
@@ -78,15 +74,14 @@ const VALUE: &[u8; 32] = b"0123456789abcdef0123456789abcdef";
 
 /// The plain redis-rs client compared with `FailoverRedis` (see the module
 /// docs for why not `ConnectionManager`).
-type RawRedis = MultiplexedConnection;
+type RawRedis = ConnectionManager;
 
 /// Connects a [`RawRedis`] to `url`, with redis-rs's default settings.
 async fn raw_redis(url: &str) -> RawRedis {
     let client = redis::Client::open(url).expect("master URL");
-    client
-        .get_multiplexed_async_connection()
+    ConnectionManager::new(client)
         .await
-        .expect("raw redis connection")
+        .expect("raw redis connection manager")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
