@@ -1,0 +1,435 @@
+//! What `FailoverCache` costs on top of plain redis-rs commands, measured
+//! against two real, independent local Redis servers (two
+//! `LocalRedisCluster`s of one master each) in the same process and run:
+//!
+//! * `cache/set/{raw,sequential,cache}/{1,16}`: one `SET key value PX ttl`
+//!   on a redis-rs `ConnectionManager` to server A (`raw`), the same `SET`
+//!   sent by hand to A and then to B (`sequential`), and
+//!   `FailoverCache::set` with A as primary and B as secondary (`cache`:
+//!   the dual write, both sides at once);
+//! * `cache/get/{raw,cache}/{1,16}`: one `GET` on the raw client vs
+//!   `FailoverCache::get` (read from the primary).
+//!
+//! `1` is one call per iteration; `16` is 16 concurrent calls (16 tasks,
+//! joined) per iteration. The value is a 32-byte string; the raw clients
+//! write it as is, the cache writes it MessagePack-encoded behind its entry
+//! header, through its compare-and-set script. The raw clients and the
+//! cache use different keys (the cache would not decode a raw value).
+//!
+//! After criterion's report, the bench measures every pair again itself,
+//! as `benches/redis_overhead.rs` does: short loops of the two variants
+//! alternate (ABBA order) for a few seconds per pair, every iteration is
+//! timed, and the median over the rounds of (b median / a median) is
+//! printed as `overhead <pair> ratio=<b/a>`: `cache-set` (dual write vs one
+//! raw `SET`), `cache-set-vs-sequential` (dual write vs two raw `SET`s one
+//! after the other) and `cache-get` (cache `GET` vs raw `GET`). A second
+//! raw client configured like the first gives the noise floor (`noise
+//! floor ... ratio=` lines): an overhead ratio within it is no measured
+//! overhead.
+//!
+//! Run with `cargo bench --all-features --bench cache` (about a minute).
+//! `CACHE_BENCH_PAIRS=<text>` limits the bench's own measurement to the
+//! pairs whose name contains `<text>` (e.g. `cache-get/16`). A criterion
+//! filter that matches nothing (`-- none`) skips criterion and leaves the
+//! bench's own measurement.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::Criterion;
+use failover_pool::FailoverCache;
+use failover_pool::cache::CacheSide;
+use failover_pool::drill::{LocalRedisCluster, RedisClusterOptions};
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+use tokio::runtime::Runtime;
+use tokio::task::JoinSet;
+
+/// Tasks per iteration of the concurrent cases.
+const TASKS: u32 = 16;
+/// Target duration of one loop (one variant) of the bench's own
+/// measurement: short, so that both variants see the same machine state.
+const LOOP_TIME: Duration = Duration::from_millis(20);
+/// Time spent on each pair by the bench's own measurement.
+const PAIR_TIME: Duration = Duration::from_secs(2);
+/// Fewest rounds per pair (a multiple of 4: ABBA order).
+const MIN_ROUNDS: usize = 24;
+/// The cache's key prefix, and the key the cache reads and writes.
+const PREFIX: &str = "bench:";
+const CACHE_KEY: &str = "cache";
+/// The key the raw clients read and write (not the cache's: the cache
+/// would not decode a raw value).
+const RAW_KEY: &str = "bench:raw";
+/// The value, 32 bytes.
+const VALUE: &str = "0123456789abcdef0123456789abcdef";
+/// The TTL of every write: longer than the run.
+const TTL: Duration = Duration::from_secs(600);
+
+/// The plain redis-rs client, as in `benches/redis_overhead.rs`.
+type RawRedis = ConnectionManager;
+
+/// Connects a [`RawRedis`] to `url`, with redis-rs's default settings.
+async fn raw_redis(url: &str) -> RawRedis {
+    let client = redis::Client::open(url).expect("server URL");
+    ConnectionManager::new(client)
+        .await
+        .expect("raw redis connection manager")
+}
+
+/// One raw `SET key value PX ttl`.
+async fn raw_set(conn: &RawRedis) {
+    let mut conn = conn.clone();
+    let () = redis::cmd("SET")
+        .arg(RAW_KEY)
+        .arg(VALUE)
+        .arg("PX")
+        .arg(TTL.as_millis() as u64)
+        .query_async(&mut conn)
+        .await
+        .expect("SET");
+}
+
+/// One raw `GET`.
+async fn raw_get(conn: &RawRedis) {
+    let value: Option<Vec<u8>> = conn.clone().get(RAW_KEY).await.expect("GET");
+    black_box(value.expect("the raw key is set"));
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Get,
+    Set,
+}
+
+impl Op {
+    fn name(self) -> &'static str {
+        match self {
+            Op::Get => "get",
+            Op::Set => "set",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// The plain client on server A.
+    Raw,
+    /// A second plain client on server A, configured like the first: raw
+    /// vs raw-b is the noise floor (only in the bench's own measurement).
+    RawB,
+    /// `SET` only: the plain clients on A, then on B, one after the other.
+    Sequential,
+    /// `FailoverCache` over A (primary) and B (secondary).
+    Cache,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Raw => "raw",
+            Kind::RawB => "raw-b",
+            Kind::Sequential => "sequential",
+            Kind::Cache => "cache",
+        }
+    }
+}
+
+/// One measured thing: a client, a call, a concurrency.
+#[derive(Debug, Clone, Copy)]
+struct Case {
+    op: Op,
+    kind: Kind,
+    tasks: u32,
+}
+
+/// The clients under test.
+#[derive(Debug)]
+struct Clients {
+    /// On server A.
+    raw_a: RawRedis,
+    /// On server A too (noise floor).
+    raw_a_b: RawRedis,
+    /// On server B.
+    raw_b: RawRedis,
+    cache: FailoverCache,
+}
+
+impl Clients {
+    async fn connect(url_a: &str, url_b: &str) -> Clients {
+        let cache = FailoverCache::builder()
+            .primary(CacheSide::url("a", url_a))
+            .secondary(CacheSide::url("b", url_b))
+            .prefix(PREFIX)
+            .build()
+            .await
+            .expect("FailoverCache");
+        Clients {
+            raw_a: raw_redis(url_a).await,
+            raw_a_b: raw_redis(url_a).await,
+            raw_b: raw_redis(url_b).await,
+            cache,
+        }
+    }
+
+    /// One call through the given client.
+    async fn call(&self, op: Op, kind: Kind) {
+        match (op, kind) {
+            (Op::Set, Kind::Raw) => raw_set(&self.raw_a).await,
+            (Op::Set, Kind::RawB) => raw_set(&self.raw_a_b).await,
+            (Op::Set, Kind::Sequential) => {
+                raw_set(&self.raw_a).await;
+                raw_set(&self.raw_b).await;
+            }
+            (Op::Set, Kind::Cache) => {
+                let ack = self.cache.set(CACHE_KEY, VALUE, TTL).await;
+                black_box(ack.expect("FailoverCache::set"));
+            }
+            (Op::Get, Kind::Raw) => raw_get(&self.raw_a).await,
+            (Op::Get, Kind::RawB) => raw_get(&self.raw_a_b).await,
+            (Op::Get, Kind::Cache) => {
+                let value: Option<String> =
+                    self.cache.get(CACHE_KEY).await.expect("FailoverCache::get");
+                black_box(value.expect("the cache key is set"));
+            }
+            (Op::Get, Kind::Sequential) => unreachable!("SET only"),
+        }
+    }
+
+    /// One iteration: one call, or `tasks` concurrent ones.
+    async fn iteration(self: &Arc<Self>, case: Case) {
+        let Case { op, kind, .. } = case;
+        if case.tasks == 1 {
+            return self.call(op, kind).await;
+        }
+        let mut set = JoinSet::new();
+        for _ in 0..case.tasks {
+            let clients = Arc::clone(self);
+            set.spawn(async move { clients.call(op, kind).await });
+        }
+        while let Some(joined) = set.join_next().await {
+            joined.expect("call task panicked");
+        }
+    }
+
+    /// Runs `iters` iterations, pushing the time of each (µs) onto `out`.
+    async fn sample(self: &Arc<Self>, case: Case, iters: u32, out: &mut Vec<f64>) {
+        for _ in 0..iters {
+            let began = Instant::now();
+            self.iteration(case).await;
+            out.push(began.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+fn mean(values: &[f64]) -> f64 {
+    values.iter().sum::<f64>() / values.len() as f64
+}
+
+/// The bench's own measurement of one pair.
+#[derive(Debug)]
+struct Overhead {
+    rounds: usize,
+    iters: u32,
+    /// Medians and means of every iteration of `a`, then of `b`.
+    a_median: f64,
+    b_median: f64,
+    a_mean: f64,
+    b_mean: f64,
+    /// Median over the rounds of `b` median / `a` median.
+    ratio: f64,
+    /// Median over the rounds of `b` mean / `a` mean.
+    mean_ratio: f64,
+}
+
+/// Measures `b` against `a`: short loops of each alternating (ABBA) for
+/// [`PAIR_TIME`], every iteration timed.
+fn overhead(runtime: &Runtime, clients: &Arc<Clients>, a: Case, b: Case) -> Overhead {
+    // Calibrate the loop length on `a`.
+    let mut probe = Vec::new();
+    runtime.block_on(clients.sample(a, 50, &mut probe));
+    let per_iter = median(&mut probe) * 1e-6;
+    let iters = (LOOP_TIME.as_secs_f64() / per_iter).clamp(10.0, 10_000.0) as u32;
+    let (mut a_all, mut b_all) = (Vec::new(), Vec::new());
+    let (mut ratios, mut mean_ratios) = (Vec::new(), Vec::new());
+    let began = Instant::now();
+    let mut round = 0;
+    while round < MIN_ROUNDS || began.elapsed() < PAIR_TIME {
+        // ABBA: `a` first in rounds 0, 3, 4, 7, 8, ...
+        let a_first = matches!(round % 4, 0 | 3);
+        let (mut ta, mut tb) = (Vec::new(), Vec::new());
+        runtime.block_on(async {
+            if a_first {
+                clients.sample(a, iters, &mut ta).await;
+                clients.sample(b, iters, &mut tb).await;
+            } else {
+                clients.sample(b, iters, &mut tb).await;
+                clients.sample(a, iters, &mut ta).await;
+            }
+        });
+        mean_ratios.push(mean(&tb) / mean(&ta));
+        ratios.push(median(&mut tb) / median(&mut ta));
+        a_all.extend(ta);
+        b_all.extend(tb);
+        round += 1;
+    }
+    Overhead {
+        rounds: round,
+        iters,
+        a_mean: mean(&a_all),
+        b_mean: mean(&b_all),
+        a_median: median(&mut a_all),
+        b_median: median(&mut b_all),
+        ratio: median(&mut ratios),
+        mean_ratio: median(&mut mean_ratios),
+    }
+}
+
+/// Starts one independent Redis server (a cluster of one master).
+fn start_server(runtime: &Runtime, which: &str) -> LocalRedisCluster {
+    let cluster = runtime
+        .block_on(LocalRedisCluster::start(
+            RedisClusterOptions::new().replicas(0),
+        ))
+        .unwrap_or_else(|e| panic!("starting local Redis server {which} failed: {e}"));
+    eprintln!(
+        "local Redis server {which} (1 master) started in {:?}",
+        cluster.started_in()
+    );
+    cluster
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let server_a = start_server(&runtime, "A");
+    let server_b = start_server(&runtime, "B");
+    let (url_a, url_b) = (server_a.url(0), server_b.url(0));
+    let clients = Arc::new(runtime.block_on(Clients::connect(&url_a, &url_b)));
+    let case = |op, kind, tasks| Case { op, kind, tasks };
+    // Write the keys, and warm every client up, before anything is
+    // measured.
+    runtime.block_on(async {
+        for kind in [Kind::Raw, Kind::RawB, Kind::Sequential, Kind::Cache] {
+            for _ in 0..3 {
+                clients.iteration(case(Op::Set, kind, TASKS)).await;
+            }
+        }
+        for kind in [Kind::Raw, Kind::RawB, Kind::Cache] {
+            for _ in 0..3 {
+                clients.iteration(case(Op::Get, kind, TASKS)).await;
+            }
+        }
+    });
+
+    let mut criterion = Criterion::default()
+        .sample_size(30)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1))
+        // Rendering plots takes longer than measuring here.
+        .without_plots()
+        .configure_from_args();
+    {
+        let mut group = criterion.benchmark_group("cache");
+        for (op, kinds) in [
+            (Op::Set, &[Kind::Raw, Kind::Sequential, Kind::Cache][..]),
+            (Op::Get, &[Kind::Raw, Kind::Cache][..]),
+        ] {
+            for tasks in [1, TASKS] {
+                for &kind in kinds {
+                    let id = format!("{}/{}/{tasks}", op.name(), kind.name());
+                    let (clients, case) = (&clients, case(op, kind, tasks));
+                    group.bench_function(id, |b| {
+                        b.to_async(&runtime)
+                            .iter(|| async move { clients.iteration(case).await });
+                    });
+                }
+            }
+        }
+        group.finish();
+    }
+    criterion.final_summary();
+
+    // `cargo test --benches` runs this without `--bench`: criterion then
+    // runs every benchmark once as a test; skip the long measurement.
+    let args: Vec<String> = std::env::args().collect();
+    let measuring = args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--list");
+    if measuring {
+        let mut lines = Vec::new();
+        let mut extra = Vec::new();
+        // (name, a, b, op): `b` measured against `a`.
+        let pairs = [
+            ("cache-set", Kind::Raw, Kind::Cache, Op::Set),
+            (
+                "cache-set-vs-sequential",
+                Kind::Sequential,
+                Kind::Cache,
+                Op::Set,
+            ),
+            ("cache-get", Kind::Raw, Kind::Cache, Op::Get),
+            ("raw-set", Kind::Raw, Kind::RawB, Op::Set),
+            ("raw-get", Kind::Raw, Kind::RawB, Op::Get),
+        ];
+        let only = std::env::var("CACHE_BENCH_PAIRS").unwrap_or_default();
+        for (name, a, b, op) in pairs {
+            for tasks in [1, TASKS] {
+                let pair = format!("{name}/{tasks}");
+                if !pair.contains(only.as_str()) {
+                    continue;
+                }
+                let o = overhead(&runtime, &clients, case(op, a, tasks), case(op, b, tasks));
+                println!(
+                    "measured {pair} {} vs {}: {} median {:.1} µs mean {:.1} µs, {} median \
+                     {:.1} µs mean {:.1} µs; {} alternating rounds of {} iterations each; \
+                     median of per-round ratios: of medians {:.3}, of means {:.3}",
+                    a.name(),
+                    b.name(),
+                    a.name(),
+                    o.a_median,
+                    o.a_mean,
+                    b.name(),
+                    o.b_median,
+                    o.b_mean,
+                    o.rounds,
+                    o.iters,
+                    o.ratio,
+                    o.mean_ratio
+                );
+                if b == Kind::RawB {
+                    extra.push(format!(
+                        "noise floor (a second raw client vs the raw client): {pair} ratio={:.3}",
+                        o.ratio
+                    ));
+                } else {
+                    lines.push(format!("overhead {pair} ratio={:.3}", o.ratio));
+                }
+            }
+        }
+        for line in extra.iter().chain(&lines) {
+            println!("{line}");
+        }
+    }
+
+    runtime.block_on(clients.cache.close());
+    {
+        // Clients may spawn clean-up work when dropped.
+        let _context = runtime.enter();
+        drop(clients);
+    }
+    drop(runtime);
+    // Stops the servers.
+    drop(server_b);
+    drop(server_a);
+}
