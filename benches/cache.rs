@@ -33,9 +33,11 @@
 //! filter that matches nothing (`-- none`) skips criterion and leaves the
 //! bench's own measurement.
 
+mod common;
+use common::{Limits, Timed, overhead};
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::Criterion;
 use failover_pool::FailoverCache;
@@ -211,89 +213,22 @@ impl Clients {
             joined.expect("call task panicked");
         }
     }
+}
 
-    /// Runs `iters` iterations, pushing the time of each (µs) onto `out`.
-    async fn sample(self: &Arc<Self>, case: Case, iters: u32, out: &mut Vec<f64>) {
-        for _ in 0..iters {
-            let began = Instant::now();
-            self.iteration(case).await;
-            out.push(began.elapsed().as_secs_f64() * 1e6);
-        }
+impl Timed for Arc<Clients> {
+    type Case = Case;
+
+    async fn iteration(&self, case: Case) {
+        Clients::iteration(self, case).await;
     }
 }
 
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
-}
-
-fn mean(values: &[f64]) -> f64 {
-    values.iter().sum::<f64>() / values.len() as f64
-}
-
-/// The bench's own measurement of one pair.
-#[derive(Debug)]
-struct Overhead {
-    rounds: usize,
-    iters: u32,
-    /// Medians and means of every iteration of `a`, then of `b`.
-    a_median: f64,
-    b_median: f64,
-    a_mean: f64,
-    b_mean: f64,
-    /// Median over the rounds of `b` median / `a` median.
-    ratio: f64,
-    /// Median over the rounds of `b` mean / `a` mean.
-    mean_ratio: f64,
-}
-
-/// Measures `b` against `a`: short loops of each alternating (ABBA) for
-/// [`PAIR_TIME`], every iteration timed.
-fn overhead(runtime: &Runtime, clients: &Arc<Clients>, a: Case, b: Case) -> Overhead {
-    // Calibrate the loop length on `a`.
-    let mut probe = Vec::new();
-    runtime.block_on(clients.sample(a, 50, &mut probe));
-    let per_iter = median(&mut probe) * 1e-6;
-    let iters = (LOOP_TIME.as_secs_f64() / per_iter).clamp(10.0, 10_000.0) as u32;
-    let (mut a_all, mut b_all) = (Vec::new(), Vec::new());
-    let (mut ratios, mut mean_ratios) = (Vec::new(), Vec::new());
-    let began = Instant::now();
-    let mut round = 0;
-    while round < MIN_ROUNDS || began.elapsed() < PAIR_TIME {
-        // ABBA: `a` first in rounds 0, 3, 4, 7, 8, ...
-        let a_first = matches!(round % 4, 0 | 3);
-        let (mut ta, mut tb) = (Vec::new(), Vec::new());
-        runtime.block_on(async {
-            if a_first {
-                clients.sample(a, iters, &mut ta).await;
-                clients.sample(b, iters, &mut tb).await;
-            } else {
-                clients.sample(b, iters, &mut tb).await;
-                clients.sample(a, iters, &mut ta).await;
-            }
-        });
-        mean_ratios.push(mean(&tb) / mean(&ta));
-        ratios.push(median(&mut tb) / median(&mut ta));
-        a_all.extend(ta);
-        b_all.extend(tb);
-        round += 1;
-    }
-    Overhead {
-        rounds: round,
-        iters,
-        a_mean: mean(&a_all),
-        b_mean: mean(&b_all),
-        a_median: median(&mut a_all),
-        b_median: median(&mut b_all),
-        ratio: median(&mut ratios),
-        mean_ratio: median(&mut mean_ratios),
-    }
-}
+/// The measurement's loop and pair lengths.
+const LIMITS: Limits = Limits {
+    loop_time: LOOP_TIME,
+    pair_time: PAIR_TIME,
+    min_rounds: MIN_ROUNDS,
+};
 
 /// Starts one independent Redis server (a cluster of one master).
 fn start_server(runtime: &Runtime, which: &str) -> LocalRedisCluster {
@@ -389,7 +324,13 @@ fn main() {
                 if !pair.contains(only.as_str()) {
                     continue;
                 }
-                let o = overhead(&runtime, &clients, case(op, a, tasks), case(op, b, tasks));
+                let o = overhead(
+                    &runtime,
+                    &clients,
+                    case(op, a, tasks),
+                    case(op, b, tasks),
+                    LIMITS,
+                );
                 println!(
                     "measured {pair} {} vs {}: {} median {:.1} µs mean {:.1} µs, {} median \
                      {:.1} µs mean {:.1} µs; {} alternating rounds of {} iterations each; \

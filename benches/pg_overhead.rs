@@ -36,6 +36,8 @@
 //! connection) of each pool. A criterion filter that matches nothing
 //! (`-- none`) skips criterion and leaves the bench's own measurement.
 
+mod common;
+use common::{mean, median};
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -266,20 +268,6 @@ impl Pools {
             out.push(began.elapsed().as_secs_f64() * 1e6);
         }
     }
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
-}
-
-fn mean(values: &[f64]) -> f64 {
-    values.iter().sum::<f64>() / values.len() as f64
 }
 
 /// The bench's own measurement of one pair.
