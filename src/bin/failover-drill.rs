@@ -1,11 +1,13 @@
 //! `failover-drill`: runs a failover drill against a throwaway local
-//! PostgreSQL primary + standby, or a Redis master + replicas (optionally
-//! watched by three Sentinels), and reports what the application saw.
+//! PostgreSQL primary + standby, a Redis master + replicas (optionally
+//! watched by three Sentinels), or a `FailoverCache` over two independent
+//! Redis servers, and reports what the application saw.
 //!
 //! ```text
 //! failover-drill postgres --fault crash --promotion automatic --duration 20s \
 //!     --json drill.json --svg drill.svg
 //! failover-drill redis --fault restart-old --promotion sentinel --replicas 2 --ack 1
+//! failover-drill cache --fault freeze --json cache.json --svg cache.svg
 //! ```
 //!
 //! Exit codes: 0 when the drill ran (even if a goal was missed: the report
@@ -19,6 +21,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use failover_pool::drill::cache::{
+    CacheDrillOptions, CacheDrillReport, CacheFault, CacheProgress, FaultSide, run_cache_drill,
+    write_cache_outputs,
+};
+use failover_pool::drill::report::Goal;
 use failover_pool::drill::run::{
     DrillError, DrillOptions, Phase, Progress, run_drill, write_outputs,
 };
@@ -41,6 +48,73 @@ enum Command {
     /// Drill a local Redis master with replicas, and three Sentinels for
     /// `--promotion sentinel` (needs redis-server).
     Redis(RedisArgs),
+    /// Drill a FailoverCache over two independent local Redis servers: one
+    /// side fails under a set/delete/get load, then the repair is checked
+    /// key by key (needs redis-server).
+    Cache(CacheArgs),
+}
+
+#[derive(Debug, Args)]
+struct CacheArgs {
+    /// The fault injected into one side.
+    #[arg(long, value_enum, default_value_t = CacheFault::Crash)]
+    fault: CacheFault,
+    /// The side that fails (the primary is the one reads ask first).
+    #[arg(long, value_enum, default_value_t = FaultSide::Primary)]
+    side: FaultSide,
+    /// How long the load runs (e.g. 12s, 1m).
+    #[arg(long, value_parser = parse_duration, default_value = "12s")]
+    duration: Duration,
+    /// When the fault is injected, since the load started.
+    #[arg(long, value_parser = parse_duration, default_value = "3s")]
+    fault_at: Duration,
+    /// How long the side stays failed (then restarted empty, thawed or healed).
+    #[arg(long, value_parser = parse_duration, default_value = "4s")]
+    outage: Duration,
+    /// Writer tasks (each sets or deletes its own keys).
+    #[arg(long, default_value_t = 8)]
+    writers: usize,
+    /// Reader tasks.
+    #[arg(long, default_value_t = 4)]
+    readers: usize,
+    /// Keys.
+    #[arg(long, default_value_t = 2000)]
+    keys: usize,
+    /// The cache's write timeout per side.
+    #[arg(long, value_parser = parse_duration, default_value = "200ms")]
+    write_timeout: Duration,
+    /// The cache's read soft timeout (then the other side is asked too).
+    #[arg(long, value_parser = parse_duration, default_value = "50ms")]
+    read_soft_timeout: Duration,
+    /// Write the report as JSON to this file.
+    #[arg(long, value_name = "PATH")]
+    json: Option<PathBuf>,
+    /// Write a chart of the drill as SVG to this file.
+    #[arg(long, value_name = "PATH")]
+    svg: Option<PathBuf>,
+    /// No progress line on stderr.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+impl CacheArgs {
+    fn options(&self) -> CacheDrillOptions {
+        CacheDrillOptions {
+            fault: self.fault,
+            side: self.side,
+            duration: self.duration,
+            fault_at: self.fault_at,
+            outage: self.outage,
+            writers: self.writers,
+            readers: self.readers,
+            keys: self.keys,
+            write_timeout: self.write_timeout,
+            read_soft_timeout: self.read_soft_timeout,
+            json: self.json.clone(),
+            svg: self.svg.clone(),
+            ..CacheDrillOptions::default()
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -200,10 +274,19 @@ impl CommonArgs {
     }
 }
 
+/// A drill to run: one of the failover pool's, or the cache's.
+enum Drill {
+    /// `postgres` or `redis`: the subcommand's name and the options.
+    Pool(&'static str, DrillOptions),
+    /// `cache`: the options, and whether progress is shown.
+    Cache(CacheDrillOptions, bool),
+}
+
 impl Command {
-    /// The subcommand's name and the drill's options.
-    fn options(&self) -> (&'static str, DrillOptions) {
-        match self {
+    /// The drill the subcommand asks for.
+    fn drill(&self) -> Drill {
+        let (name, opts) = match self {
+            Command::Cache(a) => return Drill::Cache(a.options(), !a.quiet),
             Command::Postgres(a) => {
                 let backend = match a.backend {
                     PgClient::Sqlx => DrillBackend::Sqlx,
@@ -240,7 +323,8 @@ impl Command {
                 };
                 ("redis", opts)
             }
-        }
+        };
+        Drill::Pool(name, opts)
     }
 }
 
@@ -269,24 +353,28 @@ impl ProgressPrinter {
     }
 
     fn show(&mut self, p: &Progress) {
+        let step = matches!(p.phase, Phase::Starting | Phase::Checking);
+        self.line(step, p.elapsed, &p.line());
+    }
+
+    fn show_cache(&mut self, p: &CacheProgress) {
+        self.line(!p.running, p.elapsed, &p.line());
+    }
+
+    /// A step on a line of its own, or the running drill's line (updated
+    /// in place on a terminal, once a second otherwise).
+    fn line(&mut self, step: bool, elapsed: Duration, line: &str) {
         let mut err = std::io::stderr().lock();
-        match p.phase {
-            Phase::Starting | Phase::Checking => {
-                self.finish_line(&mut err);
-                let _ = writeln!(err, "{}", p.line());
-            }
-            _ if self.terminal => {
-                let _ = write!(err, "\r{}\x1b[K", p.line());
-                let _ = err.flush();
-                self.open_line = true;
-            }
-            _ => {
-                let second = p.elapsed.as_secs();
-                if self.last_second != Some(second) {
-                    self.last_second = Some(second);
-                    let _ = writeln!(err, "{}", p.line());
-                }
-            }
+        if step {
+            self.finish_line(&mut err);
+            let _ = writeln!(err, "{line}");
+        } else if self.terminal {
+            let _ = write!(err, "\r{line}\x1b[K");
+            let _ = err.flush();
+            self.open_line = true;
+        } else if self.last_second != Some(elapsed.as_secs()) {
+            self.last_second = Some(elapsed.as_secs());
+            let _ = writeln!(err, "{line}");
         }
     }
 
@@ -305,8 +393,12 @@ fn one_line(e: &dyn std::error::Error) -> String {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let (subcommand, opts) = cli.command.options();
-    if let Err(e) = opts.validate() {
+    let drill = cli.command.drill();
+    let checked = match &drill {
+        Drill::Pool(name, opts) => opts.validate().map_err(|e| (*name, e)),
+        Drill::Cache(opts, _) => opts.validate().map_err(|e| ("cache", e)),
+    };
+    if let Err((subcommand, e)) = checked {
         eprintln!("failover-drill: {}", one_line(&e));
         eprintln!("Try 'failover-drill {subcommand} --help' for the options.");
         return ExitCode::from(2);
@@ -323,42 +415,75 @@ fn main() -> ExitCode {
         }
     };
     let mut printer = ProgressPrinter::new();
-    let result = runtime.block_on(run_drill(&opts, |p| printer.show(p)));
-    printer.finish_line(&mut std::io::stderr());
-    let report = match result {
-        Ok(report) => report,
-        Err(e) => {
-            eprintln!("failover-drill: the drill could not run: {}", one_line(&e));
-            if matches!(e, DrillError::InvalidOptions(_)) {
-                return ExitCode::from(2);
-            }
-            return ExitCode::from(1);
+    match drill {
+        Drill::Pool(_, opts) => {
+            let result = runtime.block_on(run_drill(&opts, |p| printer.show(p)));
+            printer.finish_line(&mut std::io::stderr());
+            let report = match result {
+                Ok(report) => report,
+                Err(e) => return could_not_run(&e),
+            };
+            print!("{}", report.render_text());
+            let written = write_outputs(&report, &opts);
+            conclude(written, [&opts.json, &opts.svg], &report.goals)
         }
-    };
-    print!("{}", report.render_text());
+        Drill::Cache(opts, show) => {
+            let drill = run_cache_drill(&opts, |p| {
+                if show {
+                    printer.show_cache(p);
+                }
+            });
+            let result = runtime.block_on(drill);
+            printer.finish_line(&mut std::io::stderr());
+            let report: CacheDrillReport = match result {
+                Ok(report) => report,
+                Err(e) => return could_not_run(&e),
+            };
+            print!("{}", report.render_text());
+            let written = write_cache_outputs(&report, &opts);
+            conclude(written, [&opts.json, &opts.svg], &report.goals)
+        }
+    }
+}
+
+/// Reports a drill that could not run; the exit code.
+fn could_not_run(e: &DrillError) -> ExitCode {
+    eprintln!("failover-drill: the drill could not run: {}", one_line(e));
+    if matches!(e, DrillError::InvalidOptions(_)) {
+        return ExitCode::from(2);
+    }
+    ExitCode::from(1)
+}
+
+/// Says where the outputs went and whether the goals were met; the exit
+/// code (1 when an output could not be written).
+fn conclude(
+    written: Result<(), DrillError>,
+    [json, svg]: [&Option<PathBuf>; 2],
+    goals: &[Goal],
+) -> ExitCode {
     let mut code = ExitCode::SUCCESS;
-    if let Err(e) = write_outputs(&report, &opts) {
+    if let Err(e) = written {
         eprintln!("failover-drill: {}", one_line(&e));
         code = ExitCode::from(1);
     } else {
-        for (what, path) in [("JSON report", &opts.json), ("SVG chart", &opts.svg)] {
+        for (what, path) in [("JSON report", json), ("SVG chart", svg)] {
             if let Some(path) = path {
                 println!("{what} written to {}", path.display());
             }
         }
     }
-    if !report.all_goals_met() {
-        let missed: Vec<String> = report
-            .missed_goals()
-            .map(|g| format!("{} (target {}, actual {})", g.name, g.target, g.actual))
-            .collect();
+    let missed: Vec<String> = (goals.iter().filter(|g| !g.met))
+        .map(|g| format!("{} (target {}, actual {})", g.name, g.target, g.actual))
+        .collect();
+    if missed.is_empty() {
+        println!("\nRESULT: the drill ran and every goal was met");
+    } else {
         println!(
             "\nRESULT: the drill ran, but {} goal(s) were MISSED: {}",
             missed.len(),
             missed.join("; ")
         );
-    } else {
-        println!("\nRESULT: the drill ran and every goal was met");
     }
     code
 }

@@ -35,9 +35,14 @@
 //!   is a [`DrillReport`] ([`report`]), shown as text, JSON or an SVG chart
 //!   ([`svg`]). The settings a drill is described by ([`Store`],
 //!   [`Fault`], [`Promotion`], [`DrillBackend`], ...) are in [`scenario`].
+//! * [`cache`] runs the [`FailoverCache`](crate::cache::FailoverCache)
+//!   drill: two independent Redis servers, one side crashed (and restarted
+//!   empty), frozen or cut off under a set/delete/get load, the repair
+//!   checked key by key by reading both servers directly.
 //!
-//! Inside this module dependencies point one way: [`run`] uses everything
-//! else; [`svg`] uses [`report`], which uses [`workload`] and
+//! Inside this module dependencies point one way: [`cache`] uses [`redis`],
+//! [`proxy`], [`svg`]'s axis helpers, [`report`]'s `Goal` and [`run`]'s
+//! error; [`run`] uses everything else but [`cache`]; [`svg`] uses [`report`], which uses [`workload`] and
 //! [`scenario`]; [`workload`] uses [`scenario`]; [`pg`] and [`redis`] use
 //! [`process`] (and not each other); [`scenario`] and [`proxy`] use
 //! nothing else here ([`ClusterError`], defined here, is the error of
@@ -86,6 +91,7 @@
 
 use std::time::Duration;
 
+pub mod cache;
 pub mod pg;
 pub mod process;
 pub mod proxy;

@@ -67,6 +67,7 @@ use self::events::PoolEvents;
 use self::fresh::{FreshRun, fresh_pool_writes};
 use self::inject::{Injection, heal, inject, orchestrate};
 use self::network::{Network, connect_pool};
+pub(crate) use self::options::cluster_err;
 pub use self::options::{DrillError, DrillOptions};
 pub use self::output::write_outputs;
 use self::progress::observe;

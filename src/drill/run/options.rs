@@ -270,6 +270,15 @@ pub enum DrillError {
     /// The failover pool could not be created.
     #[error("could not create the failover pool")]
     Pool(#[source] crate::Error),
+    /// The cache drill's cache could not be built or loaded.
+    #[error("{context}")]
+    Cache {
+        /// What the drill was doing.
+        context: String,
+        /// The cache's error.
+        #[source]
+        source: Box<crate::cache::CacheError>,
+    },
     /// A fault proxy could not be started.
     #[error("could not start the fault proxy for {node}")]
     Proxy {
@@ -298,7 +307,7 @@ pub enum DrillError {
 }
 
 /// Wraps a [`ClusterError`] with what the drill was doing.
-pub(super) fn cluster_err(context: impl Into<String>) -> impl FnOnce(ClusterError) -> DrillError {
+pub(crate) fn cluster_err(context: impl Into<String>) -> impl FnOnce(ClusterError) -> DrillError {
     let context = context.into();
     move |source| DrillError::Cluster {
         context,
