@@ -16,40 +16,33 @@ use std::time::{Duration, Instant};
 const KEYS: usize = 300;
 const TTL: Duration = Duration::from_secs(120);
 
-/// Writes every key once, so a side restarted empty misses them all.
-async fn preload(cache: &failover_pool::FailoverCache) -> Load {
-    let mut load = Load::default();
-    for k in 0..KEYS {
-        let key = k.to_string();
-        let ack = cache.set(&key, &0u64, TTL).await.expect("preload");
-        load.last.insert(key, Last::Set(0, ack));
-    }
-    load
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_side_killed_under_load_and_restarted_empty_is_repaired() {
     let (a, b) = two_sides().await;
     let prefix = "kill:";
     let cache = cache(&a, &b, config("kill", prefix)).await;
-    let mut expected = preload(&cache).await;
+    // Every key written once, so a side restarted empty misses them all.
+    let mut expected = preload(&cache, KEYS, TTL).await.expect("preload");
 
     let stop = Arc::new(AtomicBool::new(false));
-    let load = tokio::spawn(mixed_load(cache.clone(), 4, KEYS, TTL, stop.clone()));
+    let origin = Instant::now();
+    let writes = mixed_load(cache.clone(), 4, KEYS, TTL, origin, stop.clone());
+    let load = tokio::spawn(writes);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let killed = Instant::now();
+    let killed = origin.elapsed();
     b.kill(0).expect("kill b");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     b.restart(0).await.expect("restart b");
-    let restarted = Instant::now();
+    let restarted = origin.elapsed();
     tokio::time::sleep(Duration::from_millis(1000)).await;
     stop.store(true, Ordering::Relaxed);
     let seen = load.await.expect("load");
     let stopped = Instant::now();
-    assert!(
-        seen.errors.is_empty(),
+    assert_eq!(
+        seen.caller_errors(),
+        0,
         "callers saw errors: {:?}",
-        &seen.errors[..seen.errors.len().min(5)]
+        seen.error_samples
     );
 
     let synced = no_hang("repair", cache.wait_in_sync(Duration::from_secs(20))).await;
@@ -63,10 +56,13 @@ async fn a_side_killed_under_load_and_restarted_empty_is_repaired() {
     );
     eprintln!(
         "  before the kill: {}",
-        latency(&seen, stopped - Duration::from_secs(60), killed)
+        latency(&seen, Duration::ZERO, killed)
     );
     eprintln!("  side down:       {}", latency(&seen, killed, restarted));
-    eprintln!("  after restart:   {}", latency(&seen, restarted, stopped));
+    eprintln!(
+        "  after restart:   {}",
+        latency(&seen, restarted, Duration::MAX)
+    );
     eprintln!(
         "  side b: acked {}, queued {}, replayed {}, superseded {}, reconciled {}, divergences {}; key scans {}",
         stats.secondary.acked_writes,
@@ -80,9 +76,9 @@ async fn a_side_killed_under_load_and_restarted_empty_is_repaired() {
     assert!(seen.queued > 0, "the outage queued nothing");
     assert!(stats.reconciliations > 0, "the empty side was not scanned");
 
-    expected.last.extend(seen.last);
+    expected.extend(seen.last);
     let content = assert_same(&a, &b, prefix).await;
-    assert_matches(&content, prefix, &expected.last);
+    assert_matches(&content, prefix, &expected);
     cache.close().await;
 }
 
@@ -91,24 +87,28 @@ async fn a_frozen_side_costs_callers_no_error_and_is_repaired_after_thaw() {
     let (a, b) = two_sides().await;
     let prefix = "freeze:";
     let cache = cache(&a, &b, config("freeze", prefix)).await;
-    let mut expected = preload(&cache).await;
+    // Every key written once.
+    let mut expected = preload(&cache, KEYS, TTL).await.expect("preload");
 
     let stop = Arc::new(AtomicBool::new(false));
-    let load = tokio::spawn(mixed_load(cache.clone(), 4, KEYS, TTL, stop.clone()));
+    let origin = Instant::now();
+    let writes = mixed_load(cache.clone(), 4, KEYS, TTL, origin, stop.clone());
+    let load = tokio::spawn(writes);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let frozen = Instant::now();
+    let frozen = origin.elapsed();
     b.freeze(0).expect("freeze b");
     tokio::time::sleep(Duration::from_secs(2)).await;
     b.thaw(0).expect("thaw b");
-    let thawed = Instant::now();
+    let thawed = origin.elapsed();
     tokio::time::sleep(Duration::from_millis(1000)).await;
     stop.store(true, Ordering::Relaxed);
     let seen = load.await.expect("load");
     let stopped = Instant::now();
-    assert!(
-        seen.errors.is_empty(),
+    assert_eq!(
+        seen.caller_errors(),
+        0,
         "callers saw errors: {:?}",
-        &seen.errors[..seen.errors.len().min(5)]
+        seen.error_samples
     );
 
     let synced = no_hang("repair", cache.wait_in_sync(Duration::from_secs(20))).await;
@@ -122,10 +122,13 @@ async fn a_frozen_side_costs_callers_no_error_and_is_repaired_after_thaw() {
     );
     eprintln!(
         "  before the freeze: {}",
-        latency(&seen, stopped - Duration::from_secs(60), frozen)
+        latency(&seen, Duration::ZERO, frozen)
     );
     eprintln!("  side frozen:       {}", latency(&seen, frozen, thawed));
-    eprintln!("  after the thaw:    {}", latency(&seen, thawed, stopped));
+    eprintln!(
+        "  after the thaw:    {}",
+        latency(&seen, thawed, Duration::MAX)
+    );
     eprintln!(
         "  side b: acked {}, queued {}, replayed {}, superseded {}",
         stats.secondary.acked_writes,
@@ -135,8 +138,8 @@ async fn a_frozen_side_costs_callers_no_error_and_is_repaired_after_thaw() {
     );
     assert!(seen.queued > 0, "the freeze queued nothing");
 
-    expected.last.extend(seen.last);
+    expected.extend(seen.last);
     let content = assert_same(&a, &b, prefix).await;
-    assert_matches(&content, prefix, &expected.last);
+    assert_matches(&content, prefix, &expected);
     cache.close().await;
 }

@@ -20,17 +20,17 @@ async fn write_round(
     cache: &failover_pool::FailoverCache,
     n: usize,
     value: u64,
-) -> BTreeMap<String, Last> {
+) -> BTreeMap<String, LastOp> {
     let mut last = BTreeMap::new();
     for k in 0..n {
         let key = k.to_string();
         let ack = cache.set(&key, &value, TTL).await.expect("set");
-        last.insert(key, Last::Set(value, ack));
+        last.insert(key, LastOp::Set { value, ack });
     }
     for k in (0..n).step_by(5) {
         let key = k.to_string();
         let ack = cache.delete(&key).await.expect("delete");
-        last.insert(key, Last::Deleted(ack));
+        last.insert(key, LastOp::Deleted { ack });
     }
     last
 }
