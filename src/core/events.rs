@@ -62,6 +62,8 @@ pub mod names {
     pub const HEALTH_CHECK_DURATION_SECONDS: &str = "failover_health_check_duration_seconds";
     /// Panic routing gauge.
     pub const PANIC_MODE: &str = "failover_panic_mode";
+    /// Hedged copies sent ([`Failover::execute_hedged`](crate::core::Failover::execute_hedged)).
+    pub const HEDGES_TOTAL: &str = "failover_hedges_total";
 }
 
 /// Something that happened, with when it happened.

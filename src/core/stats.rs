@@ -136,6 +136,12 @@ pub struct Counters {
     pub failovers: AtomicU64,
     /// Times an endpoint came back (unhealthy→healthy, ejection ended, breaker closed).
     pub recoveries: AtomicU64,
+    /// Retries started (attempts after the first, hedges not included).
+    pub retries: AtomicU64,
+    /// Retries (and hedges) the retry budget refused.
+    pub budget_refusals: AtomicU64,
+    /// Hedged copies sent.
+    pub hedges: AtomicU64,
 }
 
 /// A snapshot of [`Counters`] and latency.
@@ -153,6 +159,12 @@ pub struct CounterSnapshot {
     pub failovers: u64,
     /// Recoveries.
     pub recoveries: u64,
+    /// Retries started.
+    pub retries: u64,
+    /// Retries and hedges the retry budget refused.
+    pub budget_refusals: u64,
+    /// Hedged copies sent.
+    pub hedges: u64,
 }
 
 impl Counters {
@@ -165,6 +177,9 @@ impl Counters {
             failures: self.failures.load(Relaxed),
             failovers: self.failovers.load(Relaxed),
             recoveries: self.recoveries.load(Relaxed),
+            retries: self.retries.load(Relaxed),
+            budget_refusals: self.budget_refusals.load(Relaxed),
+            hedges: self.hedges.load(Relaxed),
         }
     }
 }

@@ -10,6 +10,15 @@ use crate::error::{BoxError, Error, ErrorClass};
 pub trait Classify {
     /// The error's class.
     fn classify(&self) -> ErrorClass;
+
+    /// Whether a failover-class error counts against the endpoint (its
+    /// breaker, passive health and outlier detection). `false` for a server
+    /// that is fine but asked to be left alone for a while (HTTP 429 with
+    /// `Retry-After`): the call still moves on to another endpoint. The
+    /// default is `true`.
+    fn counts_against_endpoint(&self) -> bool {
+        true
+    }
 }
 
 impl Classify for Error {
@@ -38,6 +47,10 @@ pub struct Classified {
     pub class: ErrorClass,
     /// The error.
     pub error: BoxError,
+    /// Whether it counts against the endpoint
+    /// ([`Classify::counts_against_endpoint`]); `true` unless set with
+    /// [`Classified::not_against_endpoint`].
+    pub against_endpoint: bool,
 }
 
 impl Classified {
@@ -46,6 +59,7 @@ impl Classified {
         Classified {
             class: ErrorClass::not_executed(),
             error: error.into(),
+            against_endpoint: true,
         }
     }
 
@@ -54,6 +68,7 @@ impl Classified {
         Classified {
             class: ErrorClass::maybe_executed(),
             error: error.into(),
+            against_endpoint: true,
         }
     }
 
@@ -62,7 +77,16 @@ impl Classified {
         Classified {
             class: ErrorClass::Application,
             error: error.into(),
+            against_endpoint: true,
         }
+    }
+
+    /// The same error, not counted against the endpoint: the call moves on
+    /// (if its class allows) but the endpoint's breaker, passive health and
+    /// outlier detection do not see a failure.
+    pub fn not_against_endpoint(mut self) -> Self {
+        self.against_endpoint = false;
+        self
     }
 }
 
@@ -71,6 +95,7 @@ impl From<std::io::Error> for Classified {
         Classified {
             class: e.classify(),
             error: Box::new(e),
+            against_endpoint: true,
         }
     }
 }
@@ -84,5 +109,9 @@ impl From<Classified> for BoxError {
 impl Classify for Classified {
     fn classify(&self) -> ErrorClass {
         self.class
+    }
+
+    fn counts_against_endpoint(&self) -> bool {
+        self.against_endpoint
     }
 }

@@ -20,9 +20,26 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-/// What one attempt of the operation returned: its value, or its error with
-/// the error's class.
-type AttemptResult<T> = std::result::Result<T, (ErrorClass, BoxError)>;
+/// What one attempt of the operation returned: its value, or its error.
+type AttemptResult<T> = std::result::Result<T, AttemptError>;
+
+/// An attempt's error: its class, whether it counts against the endpoint
+/// ([`Classify::counts_against_endpoint`]) and the error itself.
+struct AttemptError {
+    class: ErrorClass,
+    against_endpoint: bool,
+    error: BoxError,
+}
+
+impl AttemptError {
+    fn of<E: Classify + Into<BoxError>>(e: E) -> Self {
+        AttemptError {
+            class: e.classify(),
+            against_endpoint: e.counts_against_endpoint(),
+            error: e.into(),
+        }
+    }
+}
 
 /// The state of one call across its attempts.
 #[derive(Debug)]
@@ -45,14 +62,14 @@ struct CallState {
 }
 
 impl CallState {
-    fn new(opts: CallOptions, policy_deadline: Option<Duration>) -> Self {
+    fn new(opts: CallOptions, policy_deadline: Option<Duration>, excluded: Excluded) -> Self {
         let started = Instant::now();
         CallState {
             started,
             clock: nanos_of(started),
             deadline: opts.deadline.or(policy_deadline).map(|d| started + d),
             idempotent: matches!(opts.idempotency, Idempotency::Idempotent),
-            excluded: Excluded::new(),
+            excluded,
             attempt: 0,
             may_have_executed: false,
             previous: None,
@@ -88,9 +105,22 @@ impl Failover {
     }
 
     /// Runs `op` with failover and explicit [`CallOptions`].
-    pub async fn execute_with<T, E, F, Fut>(
+    pub async fn execute_with<T, E, F, Fut>(&self, opts: CallOptions, op: F) -> Result<Served<T>>
+    where
+        F: FnMut(Arc<LiveEndpoint>) -> Fut,
+        Fut: Future<Output = std::result::Result<T, E>>,
+        E: Classify + Into<BoxError>,
+    {
+        self.execute_excluding(opts, Excluded::new(), op).await
+    }
+
+    /// [`execute_with`](Self::execute_with), starting with the endpoints
+    /// at the positions in `excluded` already tried (they are picked only
+    /// when nothing else is left).
+    pub(super) async fn execute_excluding<T, E, F, Fut>(
         &self,
         opts: CallOptions,
+        excluded: Excluded,
         mut op: F,
     ) -> Result<Served<T>>
     where
@@ -98,7 +128,7 @@ impl Failover {
         Fut: Future<Output = std::result::Result<T, E>>,
         E: Classify + Into<BoxError>,
     {
-        let mut call = CallState::new(opts, self.inner.retry.deadline);
+        let mut call = CallState::new(opts, self.inner.retry.deadline, excluded);
         self.inner.counters.requests.fetch_add(1, Relaxed);
         let result = loop {
             call.attempt += 1;
@@ -140,6 +170,7 @@ impl Failover {
         if let Some(budget) = &inner.budget
             && !budget.try_withdraw_at(now_nanos())
         {
+            inner.counters.budget_refusals.fetch_add(1, Relaxed);
             inner.metrics.budget_exhausted.increment(1);
             inner.events.emit(EventKind::RetryBudgetExhausted);
             return Err(Error::RetryBudgetExhausted {
@@ -148,6 +179,7 @@ impl Failover {
                 last: Box::new(call.last_error.take().unwrap_or(Error::Closed)),
             });
         }
+        inner.counters.retries.fetch_add(1, Relaxed);
         inner.metrics.retries.increment(1);
         let delay = inner.retry.backoff.delay(call.attempt - 2);
         let wake = Instant::now() + delay;
@@ -245,17 +277,14 @@ impl Failover {
         let fut = op(Arc::clone(ep)).instrument(span);
         let outcome = match timeout {
             Some(t) => match tokio::time::timeout_at(attempt_started + t, fut).await {
-                Ok(r) => r.map_err(|e| (e.classify(), e.into())),
-                Err(_) => Err((
-                    ErrorClass::maybe_executed(),
-                    Box::new(Error::Timeout {
-                        what: "attempt",
-                        after: t,
-                        may_have_executed: true,
-                    }) as BoxError,
-                )),
+                Ok(r) => r.map_err(AttemptError::of),
+                Err(_) => Err(AttemptError::of(Error::Timeout {
+                    what: "attempt",
+                    after: t,
+                    may_have_executed: true,
+                })),
             },
-            None => fut.await.map_err(|e| (e.classify(), e.into())),
+            None => fut.await.map_err(AttemptError::of),
         };
         drop(guard);
         let ended = Instant::now();
@@ -283,7 +312,11 @@ impl Failover {
                 }
                 ControlFlow::Break(Ok(value))
             }
-            Err((ErrorClass::Application, source)) => {
+            Err(AttemptError {
+                class: ErrorClass::Application,
+                error: source,
+                ..
+            }) => {
                 // The server answered: it is healthy; the error is the caller's.
                 self.record_permit(ep, permit, CallOutcome::Ignored, elapsed, now);
                 self.record_attempt(ep, true, elapsed, now);
@@ -293,9 +326,19 @@ impl Failover {
                     source,
                 )))
             }
-            Err((class @ ErrorClass::Failover { may_have_executed }, source)) => {
-                self.record_permit(ep, permit, CallOutcome::Failure, elapsed, now);
-                self.record_attempt(ep, false, elapsed, now);
+            Err(AttemptError {
+                class: class @ ErrorClass::Failover { may_have_executed },
+                against_endpoint,
+                error: source,
+            }) => {
+                if against_endpoint {
+                    self.record_permit(ep, permit, CallOutcome::Failure, elapsed, now);
+                    self.record_attempt(ep, false, elapsed, now);
+                } else {
+                    // The server is fine, it asked to be left alone: move on
+                    // without a verdict on it.
+                    self.record_permit(ep, permit, CallOutcome::Ignored, elapsed, now);
+                }
                 let err = match source.downcast::<Error>() {
                     Ok(e) => *e,
                     Err(source) => Error::backend(ep.id(), class, source),

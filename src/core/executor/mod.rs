@@ -32,9 +32,11 @@
 mod builder;
 mod classify;
 mod execute;
+mod hedge;
 
 pub use builder::FailoverBuilder;
 pub use classify::{Classified, Classify};
+pub use hedge::HedgeDelay;
 
 use crate::core::breaker::{BreakerState, Transition};
 use crate::core::clock::now_nanos;
@@ -89,6 +91,7 @@ struct Metrics {
     requests_err: metrics::Counter,
     retries: metrics::Counter,
     failovers: metrics::Counter,
+    hedges: metrics::Counter,
     budget_exhausted: metrics::Counter,
     duration: metrics::Histogram,
 }
@@ -101,6 +104,7 @@ impl Metrics {
             requests_err: metrics::counter!(names::REQUESTS_TOTAL, "manager" => m.clone(), "outcome" => "failure"),
             retries: metrics::counter!(names::RETRIES_TOTAL, "manager" => m.clone()),
             failovers: metrics::counter!(names::FAILOVERS_TOTAL, "manager" => m.clone()),
+            hedges: metrics::counter!(names::HEDGES_TOTAL, "manager" => m.clone()),
             budget_exhausted: metrics::counter!(names::RETRY_BUDGET_EXHAUSTED_TOTAL, "manager" => m.clone()),
             duration: metrics::histogram!(names::REQUEST_DURATION_SECONDS, "manager" => m),
         }

@@ -76,6 +76,7 @@ pub struct LiveEndpoint {
     consecutive_failures: AtomicU32,
     ejected_until: AtomicU64,
     ejections: AtomicU32,
+    paused_until: AtomicU64,
     last_checked: AtomicU64,
     ewma: PeakEwma,
     breaker: CircuitBreaker,
@@ -130,6 +131,7 @@ impl LiveEndpoint {
             consecutive_failures: AtomicU32::new(0),
             ejected_until: AtomicU64::new(0),
             ejections: AtomicU32::new(0),
+            paused_until: AtomicU64::new(0),
             last_checked: AtomicU64::new(0),
             ewma: PeakEwma::new(DEFAULT_RTT, DEFAULT_DECAY),
             breaker: CircuitBreaker::new(breaker),
@@ -256,6 +258,21 @@ impl LiveEndpoint {
                 .is_ok()
     }
 
+    /// Takes the endpoint out of picks until `until` (clock nanos) because
+    /// it asked for no traffic (an HTTP `Retry-After`, say). Unlike an
+    /// ejection this is not an outlier verdict: it is not counted and does
+    /// not lengthen later ejections. A later pause never shortens an
+    /// earlier, longer one.
+    pub fn pause_until(&self, until: u64) {
+        self.paused_until.fetch_max(until, Relaxed);
+    }
+
+    /// Whether the endpoint asked for no traffic until after `now`
+    /// ([`pause_until`](Self::pause_until)).
+    pub fn is_paused(&self, now: u64) -> bool {
+        now < self.paused_until.load(Relaxed)
+    }
+
     /// How many times the endpoint has been ejected.
     pub fn ejection_count(&self) -> u32 {
         self.ejections.load(Relaxed)
@@ -304,6 +321,9 @@ impl LiveEndpoint {
                 .store(prev.ejected_until.load(Relaxed), Relaxed);
             fresh.ejections.store(prev.ejections.load(Relaxed), Relaxed);
             fresh
+                .paused_until
+                .store(prev.paused_until.load(Relaxed), Relaxed);
+            fresh
                 .consecutive_failures
                 .store(prev.consecutive_failures(), Relaxed);
             fresh
@@ -319,9 +339,12 @@ impl LiveEndpoint {
     }
 
     /// Whether a pick may choose this endpoint now: usable health, not
-    /// ejected, breaker permits a call.
+    /// ejected, not paused, breaker permits a call.
     pub fn is_available(&self, now: u64) -> bool {
-        self.health().is_usable() && !self.is_ejected(now) && self.breaker.is_call_permitted(now)
+        self.health().is_usable()
+            && !self.is_ejected(now)
+            && !self.is_paused(now)
+            && self.breaker.is_call_permitted(now)
     }
 }
 
