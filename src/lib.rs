@@ -7,6 +7,8 @@ pub mod config;
 pub mod core;
 pub mod discovery;
 pub mod error;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod pool;
 #[cfg(any(feature = "sqlx", feature = "deadpool-postgres"))]
 pub mod postgres;

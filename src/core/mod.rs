@@ -24,7 +24,9 @@ pub mod task;
 pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker};
 pub use endpoint::{Endpoint, Health, Role};
 pub use events::{Event, EventKind, Stats};
-pub use executor::{CallOptions, Classified, Classify, Failover, FailoverBuilder, Served};
+pub use executor::{
+    CallOptions, Classified, Classify, Failover, FailoverBuilder, HedgeDelay, Served,
+};
 #[cfg(feature = "http")]
 pub use health::HttpCheck;
 pub use health::{

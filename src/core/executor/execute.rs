@@ -140,7 +140,14 @@ impl Failover {
             let now = call.clock;
             let ep = match self.pick_for_attempt(&mut call, now) {
                 Ok(ep) => ep,
-                Err(e) => break Err(e),
+                // After failed attempts, their last error says more than
+                // "nothing left to pick" (and may carry a response).
+                Err(e) => match call.last_error.take() {
+                    Some(last) => {
+                        break Err(exhausted(call.attempt - 1, call.may_have_executed, last));
+                    }
+                    None => break Err(e),
+                },
             };
             let permit = match self.admit(&ep, &mut call, now) {
                 ControlFlow::Continue(Some(permit)) => permit,
