@@ -27,7 +27,18 @@
 //! floor ... ratio=` lines): an overhead ratio within it is no measured
 //! overhead.
 //!
-//! Run with `cargo bench --all-features --bench cache` (about a minute).
+//! The `floor <pair> ratio=` lines say where the cache's cost comes from,
+//! each against the same raw `SET` or `GET`: `floor-set-pair` (raw `SET`s
+//! on A and B at once: waiting for two servers), `floor-script` (the
+//! cache's compare-and-set script by hand on the raw client to A, a newer
+//! version each call: the script's cost on one server), `floor-script-pair`
+//! (that script on A and B at once: the cache's dual write without the
+//! cache, its floor), `floor-pool-set` and `floor-pool-get` (the plain
+//! command through the cache's own `FailoverRedis` on A: the pool's cost);
+//! `overhead cache-set-vs-script-pair` is then what the cache adds on top
+//! of its floor.
+//!
+//! Run with `cargo bench --all-features --bench cache` (about two minutes).
 //! `CACHE_BENCH_PAIRS=<text>` limits the bench's own measurement to the
 //! pairs whose name contains `<text>` (e.g. `cache-get/16`). A criterion
 //! filter that matches nothing (`-- none`) skips criterion and leaves the
@@ -41,10 +52,13 @@ use std::time::Duration;
 
 use criterion::Criterion;
 use failover_pool::FailoverCache;
-use failover_pool::cache::CacheSide;
+use failover_pool::cache::entry::{self, EntryKind, Header};
+use failover_pool::cache::{CacheSide, Version, codec};
 use failover_pool::drill::{LocalRedisCluster, RedisClusterOptions};
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::runtime::Runtime;
 use tokio::task::JoinSet;
 
@@ -63,6 +77,8 @@ const CACHE_KEY: &str = "cache";
 /// The key the raw clients read and write (not the cache's: the cache
 /// would not decode a raw value).
 const RAW_KEY: &str = "bench:raw";
+/// The key the hand-run script writes.
+const SCRIPT_KEY: &str = "bench:script";
 /// The value, 32 bytes.
 const VALUE: &str = "0123456789abcdef0123456789abcdef";
 /// The TTL of every write: longer than the run.
@@ -70,6 +86,14 @@ const TTL: Duration = Duration::from_secs(600);
 
 /// The plain redis-rs client, as in `benches/redis_overhead.rs`.
 type RawRedis = ConnectionManager;
+
+/// Unix time in milliseconds.
+fn wall_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as u64
+}
 
 /// Connects a [`RawRedis`] to `url`, with redis-rs's default settings.
 async fn raw_redis(url: &str) -> RawRedis {
@@ -124,6 +148,17 @@ enum Kind {
     Sequential,
     /// `FailoverCache` over A (primary) and B (secondary).
     Cache,
+    /// `SET` only, floor lines: the plain clients on A and on B at once.
+    RawPair,
+    /// `SET` only, floor lines: the cache's compare-and-set script
+    /// (`EVALSHA`, a newer version each call) on the plain client on A.
+    Script,
+    /// `SET` only, floor lines: the script on A and on B at once, with the
+    /// plain clients (the cache's dual write without the cache).
+    ScriptPair,
+    /// Floor lines: the plain `SET` or `GET` through the cache's own
+    /// `FailoverRedis` on A (the pool's cost per call).
+    Pool,
 }
 
 impl Kind {
@@ -133,6 +168,10 @@ impl Kind {
             Kind::RawB => "raw-b",
             Kind::Sequential => "sequential",
             Kind::Cache => "cache",
+            Kind::RawPair => "raw-pair",
+            Kind::Script => "script",
+            Kind::ScriptPair => "script-pair",
+            Kind::Pool => "pool",
         }
     }
 }
@@ -155,6 +194,12 @@ struct Clients {
     /// On server B.
     raw_b: RawRedis,
     cache: FailoverCache,
+    /// The cache's script, run by hand on the plain clients.
+    script: redis::Script,
+    /// The hybrid clock of the hand-run script's versions.
+    clock: AtomicU64,
+    /// The MessagePack of the value, as the cache stores it.
+    payload: Vec<u8>,
 }
 
 impl Clients {
@@ -171,7 +216,40 @@ impl Clients {
             raw_a_b: raw_redis(url_a).await,
             raw_b: raw_redis(url_b).await,
             cache,
+            script: redis::Script::new(entry::CAS_LUA),
+            clock: AtomicU64::new(wall_millis() << 16),
+            payload: codec::to_vec(VALUE).expect("MessagePack"),
         }
+    }
+
+    /// A new entry of the value, newer than the last one, and its expiry.
+    fn entry(&self) -> (Vec<u8>, u64) {
+        let expires_at = wall_millis() + TTL.as_millis() as u64;
+        let header = Header {
+            kind: EntryKind::Value,
+            version: Version {
+                hlc: self.clock.fetch_add(1, Relaxed) + 1,
+                writer: 1,
+            },
+            expires_at,
+        };
+        let mut entry = header.encode().to_vec();
+        entry.extend_from_slice(&self.payload);
+        (entry, expires_at)
+    }
+
+    /// The cache's script by hand on `conn`, as the cache calls it.
+    async fn script(&self, conn: &RawRedis, entry: &[u8], expires_at: u64) {
+        let code: i64 = self
+            .script
+            .key(SCRIPT_KEY)
+            .arg(entry)
+            .arg(expires_at)
+            .arg("0")
+            .invoke_async(&mut conn.clone())
+            .await
+            .expect("EVALSHA");
+        black_box(code);
     }
 
     /// One call through the given client.
@@ -194,7 +272,41 @@ impl Clients {
                     self.cache.get(CACHE_KEY).await.expect("FailoverCache::get");
                 black_box(value.expect("the cache key is set"));
             }
-            (Op::Get, Kind::Sequential) => unreachable!("SET only"),
+            (Op::Set, Kind::RawPair) => {
+                tokio::join!(raw_set(&self.raw_a), raw_set(&self.raw_b));
+            }
+            (Op::Set, Kind::Script) => {
+                let (entry, at) = self.entry();
+                self.script(&self.raw_a, &entry, at).await;
+            }
+            (Op::Set, Kind::ScriptPair) => {
+                let (entry, at) = self.entry();
+                tokio::join!(
+                    self.script(&self.raw_a, &entry, at),
+                    self.script(&self.raw_b, &entry, at)
+                );
+            }
+            (Op::Set, Kind::Pool) => {
+                let () = redis::cmd("SET")
+                    .arg(RAW_KEY)
+                    .arg(VALUE)
+                    .arg("PX")
+                    .arg(TTL.as_millis() as u64)
+                    .query_async(&mut self.cache.sides()[0].clone())
+                    .await
+                    .expect("SET");
+            }
+            (Op::Get, Kind::Pool) => {
+                let value: Option<Vec<u8>> = self.cache.sides()[0]
+                    .clone()
+                    .get(RAW_KEY)
+                    .await
+                    .expect("GET");
+                black_box(value.expect("the raw key is set"));
+            }
+            (Op::Get, Kind::Sequential | Kind::RawPair | Kind::Script | Kind::ScriptPair) => {
+                unreachable!("SET only")
+            }
         }
     }
 
@@ -257,12 +369,21 @@ fn main() {
     // Write the keys, and warm every client up, before anything is
     // measured.
     runtime.block_on(async {
-        for kind in [Kind::Raw, Kind::RawB, Kind::Sequential, Kind::Cache] {
+        for kind in [
+            Kind::Raw,
+            Kind::RawB,
+            Kind::Sequential,
+            Kind::Cache,
+            Kind::RawPair,
+            Kind::Script,
+            Kind::ScriptPair,
+            Kind::Pool,
+        ] {
             for _ in 0..3 {
                 clients.iteration(case(Op::Set, kind, TASKS)).await;
             }
         }
-        for kind in [Kind::Raw, Kind::RawB, Kind::Cache] {
+        for kind in [Kind::Raw, Kind::RawB, Kind::Cache, Kind::Pool] {
             for _ in 0..3 {
                 clients.iteration(case(Op::Get, kind, TASKS)).await;
             }
@@ -304,6 +425,7 @@ fn main() {
     if measuring {
         let mut lines = Vec::new();
         let mut extra = Vec::new();
+        let mut floors = Vec::new();
         // (name, a, b, op): `b` measured against `a`.
         let pairs = [
             ("cache-set", Kind::Raw, Kind::Cache, Op::Set),
@@ -316,6 +438,17 @@ fn main() {
             ("cache-get", Kind::Raw, Kind::Cache, Op::Get),
             ("raw-set", Kind::Raw, Kind::RawB, Op::Set),
             ("raw-get", Kind::Raw, Kind::RawB, Op::Get),
+            ("floor-set-pair", Kind::Raw, Kind::RawPair, Op::Set),
+            ("floor-script", Kind::Raw, Kind::Script, Op::Set),
+            ("floor-script-pair", Kind::Raw, Kind::ScriptPair, Op::Set),
+            (
+                "cache-set-vs-script-pair",
+                Kind::ScriptPair,
+                Kind::Cache,
+                Op::Set,
+            ),
+            ("floor-pool-set", Kind::Raw, Kind::Pool, Op::Set),
+            ("floor-pool-get", Kind::Raw, Kind::Pool, Op::Get),
         ];
         let only = std::env::var("CACHE_BENCH_PAIRS").unwrap_or_default();
         for (name, a, b, op) in pairs {
@@ -353,12 +486,14 @@ fn main() {
                         "noise floor (a second raw client vs the raw client): {pair} ratio={:.3}",
                         o.ratio
                     ));
+                } else if name.starts_with("floor") {
+                    floors.push(format!("floor {pair} ratio={:.3}", o.ratio));
                 } else {
                     lines.push(format!("overhead {pair} ratio={:.3}", o.ratio));
                 }
             }
         }
-        for line in extra.iter().chain(&lines) {
+        for line in extra.iter().chain(&floors).chain(&lines) {
             println!("{line}");
         }
     }

@@ -267,10 +267,11 @@ impl FailoverCache {
 
     /// A new version and absolute expiry.
     fn header(&self, ttl: Duration, kind: EntryKind) -> Header {
+        let now = wall_millis();
         Header {
             kind,
-            version: self.inner.hlc.next(),
-            expires_at: wall_millis().saturating_add(millis_of(ttl).max(1)),
+            version: self.inner.hlc.next_at(now),
+            expires_at: now.saturating_add(millis_of(ttl).max(1)),
         }
     }
 

@@ -12,8 +12,10 @@
 //!     15     8  absolute expiry, Unix milliseconds, big-endian
 //!     23     …  payload (values only): the caller's bytes, or MessagePack for typed calls
 //! ```
-//! The version sits big-endian right after the kind so the script compares
-//! it byte by byte (Lua's numbers are doubles and cannot hold 64 bits; its
+//! The version sits big-endian right after the kind so that the order of
+//! its 12 bytes is the order of versions: the script reads them as two
+//! 48-bit halves with `struct.unpack` and compares those in turn (Lua's
+//! numbers are doubles and cannot hold 64 bits, but hold 48 exactly; its
 //! string comparison follows the server's locale). The expiry is also set
 //! on the key itself (`SET … PXAT`), so Redis removes the entry on time;
 //! the copy in the header lets a replay or a reconciliation write the same
@@ -159,36 +161,34 @@ pub(crate) fn build(header: &Header, payload: &[u8]) -> Bytes {
     Bytes::from(buf)
 }
 
-/// The compare-and-set script (see [`cas_script`]).
-pub(crate) const CAS_LUA: &str = r"
+/// The compare-and-set script every cache write goes through (its
+/// arguments are described at its top), for a client that writes entries
+/// as the cache does.
+pub const CAS_LUA: &str = r"
 -- failover-pool cache: write an entry only if it is newer than what is there.
 -- KEYS[1] the key; ARGV[1] the entry (23-byte header + payload);
 -- ARGV[2] its absolute expiry (Unix ms); ARGV[3] '1' to write only when no
--- live value is there. Returns 1 written, 0 kept (what is there is as new or
--- newer), -1 kept (a live value is there), 2 removed (the entry had expired
--- and what was there was older).
-local new = ARGV[1]
+-- live value is there. Returns 1 written (an entry whose expiry has passed
+-- removes the key instead: SET with a past PXAT deletes it), 0 kept (what is
+-- there is as new or newer), -1 kept (a live value is there).
+-- The header is read with struct.unpack: magic, kind, and the 12 version
+-- bytes as two 48-bit big-endian halves (exact in Lua's doubles), compared
+-- in order: the order of the bytes.
 local cur = redis.pcall('GETRANGE', KEYS[1], 0, 22)
 if type(cur) ~= 'string' then cur = '' end
-if #cur == 23 and string.byte(cur, 1) == 193 and string.byte(cur, 2) == 202 then
-  if ARGV[3] == '1' and string.byte(cur, 3) == 1 then return -1 end
-  local a = {string.byte(cur, 4, 15)}
-  local b = {string.byte(new, 4, 15)}
-  local newer = false
-  for i = 1, 12 do
-    if b[i] ~= a[i] then newer = b[i] > a[i]; break end
+if #cur == 23 then
+  local magic, kind, c1, c2 = struct.unpack('>I2BI6I6', cur)
+  if magic == 49610 then
+    if ARGV[3] == '1' and kind == 1 then return -1 end
+    local n1, n2 = struct.unpack('>I6I6', ARGV[1], 4)
+    if n1 < c1 or (n1 == c1 and n2 <= c2) then return 0 end
+  elseif ARGV[3] == '1' then
+    return -1
   end
-  if not newer then return 0 end
 elseif ARGV[3] == '1' and cur ~= '' then
   return -1
 end
-local at = tonumber(ARGV[2])
-local t = redis.call('TIME')
-if at <= tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) then
-  redis.call('DEL', KEYS[1])
-  return 2
-end
-redis.call('SET', KEYS[1], new, 'PXAT', ARGV[2])
+redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[2])
 return 1
 ";
 
@@ -213,8 +213,10 @@ pub(crate) fn cas_cmd(
     expires_at: u64,
     nx: bool,
 ) -> ::redis::Cmd {
-    let mut cmd = ::redis::cmd("EVALSHA");
-    cmd.arg(script.get_hash())
+    // Sized once: the arguments, and room for the hash and the numbers.
+    let mut cmd = ::redis::Cmd::with_capacity(7, 96 + key.len() + entry.len());
+    cmd.arg("EVALSHA")
+        .arg(script.get_hash())
         .arg(1)
         .arg(key)
         .arg(entry)
@@ -232,7 +234,10 @@ pub(crate) enum CasReply {
     Kept,
     /// Kept: a live value is there (set-if-absent).
     Exists,
-    /// The entry had expired: the older one there was removed.
+    /// The entry had expired: the older one there was removed. Not
+    /// answered by [`CAS_LUA`] any more (its `SET` with an expiry already
+    /// passed removes the key, answered as [`Written`](Self::Written));
+    /// still understood.
     Removed,
 }
 

@@ -27,9 +27,10 @@
 //! Every write — a caller's, a replay, a read repair, a reconciliation —
 //! goes through one Lua script (`EVALSHA`, loaded on `NOSCRIPT` by
 //! [`redis::Script`]) that, in one server-side step, reads the header in
-//! place (`GETRANGE 0 22`), compares the versions byte by byte, and writes
-//! with `SET … PXAT <expiry>` only if the new entry is newer; an entry
-//! whose expiry has passed removes an older one instead. The expiry is
+//! place (`GETRANGE 0 22`), compares the versions, and writes with
+//! `SET … PXAT <expiry>` only if the new entry is newer; an entry whose
+//! expiry has passed removes an older one instead (Redis deletes a key set
+//! with an expiry already passed). The expiry is
 //! absolute and travels with the entry, so a replay never extends a TTL.
 //! Typed values are MessagePack (see [`codec`] for why).
 //!

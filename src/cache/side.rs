@@ -29,8 +29,10 @@ pub(crate) struct Side {
     pub(crate) owned: bool,
     up: AtomicBool,
     down_since: Mutex<Option<Instant>>,
-    /// Moving average of answer times, in microseconds.
+    /// Moving average of answer times, in microseconds: kept only for
+    /// [`ReadFrom::Nearest`](super::ReadFrom::Nearest), the one reader.
     ewma_us: AtomicU64,
+    track_latency: bool,
     pub(crate) queue: RepairQueue,
     /// Wakes the side's repair loop.
     pub(crate) wake: Arc<Notify>,
@@ -64,6 +66,7 @@ impl Side {
             up: AtomicBool::new(true),
             down_since: Mutex::new(None),
             ewma_us: AtomicU64::new(1000),
+            track_latency: config.read_from == super::ReadFrom::Nearest,
             queue: RepairQueue::new(config.queue.max_entries, config.queue.max_bytes),
             wake: Arc::new(Notify::new()),
             wanted: AtomicU64::new(0),
@@ -169,24 +172,59 @@ impl Side {
         limit: Duration,
         call: impl Future<Output = Result<T, RedisError>>,
     ) -> Result<T, SideError> {
+        match tokio::time::timeout(limit, self.judged(what, call)).await {
+            Ok(r) => r,
+            Err(_) => Err(self.timed_out(what, limit)),
+        }
+    }
+
+    /// Runs `call` if the side is available, judging its failure; the
+    /// caller bounds it in time (see [`timed_out`](Self::timed_out)).
+    async fn judged<T>(
+        &self,
+        what: &str,
+        call: impl Future<Output = Result<T, RedisError>>,
+    ) -> Result<T, SideError> {
         if !self.available() {
             return Err(SideError::new(&self.name, SideErrorKind::Down));
         }
-        let start = Instant::now();
-        match tokio::time::timeout(limit, call).await {
-            Ok(Ok(v)) => {
-                self.observe_latency(start.elapsed());
+        let start = self.track_latency.then(Instant::now);
+        match call.await {
+            Ok(v) => {
+                if let Some(start) = start {
+                    self.observe_latency(start.elapsed());
+                }
                 Ok(v)
             }
-            Ok(Err(e)) => Err(self.failed(SideErrorKind::Redis(Box::new(e)), what)),
-            Err(_) => Err(self.failed(SideErrorKind::Timeout(limit), what)),
+            Err(e) => Err(self.failed(SideErrorKind::Redis(Box::new(e)), what)),
         }
+    }
+
+    /// The error of a call that did not end within `limit`, judged: the
+    /// side is marked down.
+    pub(crate) fn timed_out(&self, what: &str, limit: Duration) -> SideError {
+        self.failed(SideErrorKind::Timeout(limit), what)
     }
 
     /// Writes one entry by compare-and-set: `cmd` is its `EVALSHA`
     /// ([`cas_cmd`](super::entry::cas_cmd)); on `NOSCRIPT` (a restarted
-    /// server) the script is loaded and the call sent again.
+    /// server) the script is loaded and the call sent again. Bounded by the
+    /// write timeout.
     pub(crate) async fn cas(&self, script: &Script, cmd: &Cmd) -> Result<CasReply, SideError> {
+        match tokio::time::timeout(self.write_timeout, self.cas_unbounded(script, cmd)).await {
+            Ok(r) => r,
+            Err(_) => Err(self.timed_out("write", self.write_timeout)),
+        }
+    }
+
+    /// [`cas`](Self::cas) without its timeout: for a caller that bounds
+    /// both sides' calls with one timer, and calls
+    /// [`timed_out`](Self::timed_out) for a side that did not answer.
+    pub(crate) async fn cas_unbounded(
+        &self,
+        script: &Script,
+        cmd: &Cmd,
+    ) -> Result<CasReply, SideError> {
         let mut conn = self.redis.clone();
         let call = async {
             match cmd.query_async::<i64>(&mut conn).await {
@@ -197,14 +235,29 @@ impl Side {
                 r => r,
             }
         };
-        let code = self.bounded("write", self.write_timeout, call).await?;
+        let code = self.judged("write", call).await?;
         CasReply::from_code(code).ok_or_else(|| unexpected(&self.name, code))
     }
 
     /// Writes many entries by compare-and-set in one pipeline (the script
     /// is loaded first in the same pipeline). One answer per entry; a
-    /// failure of the whole pipeline is the `Err`.
+    /// failure of the whole pipeline is the `Err`. Bounded by the write
+    /// timeout.
     pub(crate) async fn cas_many(
+        &self,
+        script: &Script,
+        items: &[(&[u8], &[u8], u64)],
+    ) -> Result<Vec<Result<CasReply, RedisError>>, SideError> {
+        let call = self.cas_many_unbounded(script, items);
+        match tokio::time::timeout(self.write_timeout, call).await {
+            Ok(r) => r,
+            Err(_) => Err(self.timed_out("write", self.write_timeout)),
+        }
+    }
+
+    /// [`cas_many`](Self::cas_many) without its timeout (see
+    /// [`cas_unbounded`](Self::cas_unbounded)).
+    pub(crate) async fn cas_many_unbounded(
         &self,
         script: &Script,
         items: &[(&[u8], &[u8], u64)],
@@ -216,9 +269,7 @@ impl Side {
         }
         pipe.ignore_errors();
         let mut conn = self.redis.clone();
-        let values: Vec<Value> = self
-            .bounded("write", self.write_timeout, pipe.query_async(&mut conn))
-            .await?;
+        let values: Vec<Value> = self.judged("write", pipe.query_async(&mut conn)).await?;
         Ok(values
             .into_iter()
             .map(|v| match v {

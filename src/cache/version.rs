@@ -103,9 +103,11 @@ impl Hlc {
         self.writer
     }
 
-    /// A new version, newer than every version this clock made or observed.
-    pub(crate) fn next(&self) -> Version {
-        let wall = wall_millis() << LOGICAL_BITS;
+    /// A new version, newer than every version this clock made or
+    /// observed; `now` is the wall clock (Unix milliseconds, from
+    /// [`wall_millis`]), read by the caller, who needs it too.
+    pub(crate) fn next_at(&self, now: u64) -> Version {
+        let wall = now << LOGICAL_BITS;
         let mut cur = self.last.load(Relaxed);
         loop {
             let next = wall.max(cur + 1);
@@ -124,7 +126,11 @@ impl Hlc {
     /// Moves the clock past a version read from a side, so the next write
     /// is newer than what was read (unless it is implausibly far ahead).
     pub(crate) fn observe(&self, v: Version) {
-        if v.millis() <= wall_millis().saturating_add(self.max_ahead_ms) {
+        // Usually the clock is past it already (this instance's own
+        // writes): a load, no write to the shared line.
+        if v.hlc > self.last.load(Relaxed)
+            && v.millis() <= wall_millis().saturating_add(self.max_ahead_ms)
+        {
             self.last.fetch_max(v.hlc, Relaxed);
         }
     }
@@ -137,8 +143,8 @@ mod tests {
     #[test]
     fn versions_grow_and_order_by_clock_then_writer() {
         let clock = Hlc::new(7, Duration::from_secs(5));
-        let a = clock.next();
-        let b = clock.next();
+        let a = clock.next_at(wall_millis());
+        let b = clock.next_at(wall_millis());
         assert!(b > a);
         assert!(a.millis() + 1000 > wall_millis());
         let other = Version {
@@ -156,12 +162,12 @@ mod tests {
             writer: 2,
         };
         clock.observe(ahead);
-        assert!(clock.next() > ahead);
+        assert!(clock.next_at(wall_millis()) > ahead);
         let absurd = Version {
             hlc: (wall_millis() + 3_600_000) << LOGICAL_BITS,
             writer: 2,
         };
         clock.observe(absurd);
-        assert!(clock.next() < absurd);
+        assert!(clock.next_at(wall_millis()) < absurd);
     }
 }

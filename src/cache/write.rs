@@ -92,6 +92,33 @@ impl Inner {
         super::entry::cas_cmd(&self.script, &w.key, &w.entry, w.expires_at, nx)
     }
 
+    /// Runs one call on each side at once under one timer of the write
+    /// timeout (not one per side): a side that has not answered by then
+    /// failed by timeout, and is judged so.
+    async fn both_in_time<T>(
+        &self,
+        fa: impl Future<Output = Result<T, SideError>>,
+        fb: impl Future<Output = Result<T, SideError>>,
+    ) -> [Result<T, SideError>; 2] {
+        let limit = self.config.write_timeout;
+        let timer = tokio::time::sleep(limit);
+        tokio::pin!(fa, fb, timer);
+        let (mut ra, mut rb) = (None, None);
+        while ra.is_none() || rb.is_none() {
+            tokio::select! {
+                biased;
+                r = &mut fa, if ra.is_none() => ra = Some(r),
+                r = &mut fb, if rb.is_none() => rb = Some(r),
+                () = &mut timer => break,
+            }
+        }
+        let [a, b] = &self.sides;
+        [
+            ra.unwrap_or_else(|| Err(a.timed_out("write", limit))),
+            rb.unwrap_or_else(|| Err(b.timed_out("write", limit))),
+        ]
+    }
+
     /// Writes `w` to both sides by the write policy.
     pub(crate) async fn write(
         self: &Arc<Self>,
@@ -126,9 +153,14 @@ impl Inner {
         };
         let cmd = self.cas_cmd(w, false);
         let [a, b] = &self.sides;
-        let (ra, rb) = tokio::join!(a.cas(&self.script, &cmd), b.cas(&self.script, &cmd));
+        let results = self
+            .both_in_time(
+                a.cas_unbounded(&self.script, &cmd),
+                b.cas_unbounded(&self.script, &cmd),
+            )
+            .await;
         guard.armed = false;
-        self.settle(op, key, w, [ra, rb])
+        self.settle(op, key, w, results)
     }
 
     /// Both sides at once in a task of their own; answered as soon as the
@@ -147,15 +179,23 @@ impl Inner {
             let _permit = permit;
             let [a, b] = &inner.sides;
             let cmd = inner.cas_cmd(&w, false);
-            let fa = a.cas(&inner.script, &cmd);
-            let fb = b.cas(&inner.script, &cmd);
-            tokio::pin!(fa, fb);
+            let fa = a.cas_unbounded(&inner.script, &cmd);
+            let fb = b.cas_unbounded(&inner.script, &cmd);
+            // One timer for both sides.
+            let limit = inner.config.write_timeout;
+            let timer = tokio::time::sleep(limit);
+            tokio::pin!(fa, fb, timer);
             let (mut ra, mut rb): (Option<Attempt>, Option<Attempt>) = (None, None);
             let mut tx = Some(tx);
             while ra.is_none() || rb.is_none() {
                 tokio::select! {
+                    biased;
                     r = &mut fa, if ra.is_none() => ra = Some(r),
                     r = &mut fb, if rb.is_none() => rb = Some(r),
+                    () = &mut timer => {
+                        ra = ra.or_else(|| Some(Err(a.timed_out("write", limit))));
+                        rb = rb.or_else(|| Some(Err(b.timed_out("write", limit))));
+                    }
                 }
                 let early = match inner.config.write_policy {
                     WritePolicy::Any => matches!(ra, Some(Ok(_))) || matches!(rb, Some(Ok(_))),
@@ -273,10 +313,12 @@ impl Inner {
             armed: true,
         };
         let [a, b] = &self.sides;
-        let (ra, rb) = tokio::join!(
-            a.cas_many(&self.script, &items),
-            b.cas_many(&self.script, &items)
-        );
+        let [ra, rb] = self
+            .both_in_time(
+                a.cas_many_unbounded(&self.script, &items),
+                b.cas_many_unbounded(&self.script, &items),
+            )
+            .await;
         guard.armed = false;
         type Replies = Result<Vec<Result<CasReply, ::redis::RedisError>>, SideError>;
         let per_entry = |side: &super::side::Side, r: Replies| -> Vec<Attempt> {
