@@ -39,6 +39,7 @@
 //!   drill: two independent Redis servers, one side crashed (and restarted
 //!   empty), frozen or cut off under a set/delete/get load, the repair
 //!   checked key by key by reading both servers directly.
+//! * [`http`]: local HTTP/1.1 backends with switchable faults.
 //!
 //! Inside this module dependencies point one way: [`cache`] uses [`redis`],
 //! [`proxy`], [`svg`]'s axis helpers, [`report`]'s `Goal` and [`run`]'s
@@ -92,6 +93,7 @@
 use std::time::Duration;
 
 pub mod cache;
+pub mod http;
 pub mod pg;
 pub mod process;
 pub mod proxy;
