@@ -93,6 +93,7 @@
 use std::time::Duration;
 
 pub mod cache;
+mod figures;
 pub mod http;
 pub mod pg;
 pub mod process;

@@ -2,28 +2,18 @@
 //! core ([`Failover`]), with the HTTP rules of [`classify`](super::classify).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::Method;
 
 use super::classify::StatusPolicy;
 use super::fallback::Fallback;
 use super::request::RequestBuilder;
+use super::shared::ClientInner;
 use crate::core::{
     BreakerConfig, Endpoint, Failover, FailoverBuilder, HealthCheck, HealthCheckConfig, HedgeDelay,
     OutlierConfig, RetryPolicy, Stats, Strategy, discovery::Discovery,
 };
 use crate::error::{Error, Result};
-
-/// What the clones of a [`FailoverClient`] share.
-#[derive(Debug)]
-pub(crate) struct ClientInner {
-    pub(crate) failover: Failover,
-    pub(crate) http: reqwest::Client,
-    pub(crate) statuses: StatusPolicy,
-    pub(crate) hedge: Option<HedgeDelay>,
-    pub(crate) fallback: Option<Fallback>,
-}
 
 /// An HTTP client that spreads calls over a service's endpoints and fails
 /// over between them: a [`reqwest::Client`] for the requests, the endpoint
@@ -77,7 +67,7 @@ impl FailoverClient {
 
     /// A request with `method` to `path` (with its query, if any).
     pub fn request(&self, method: Method, path: impl Into<String>) -> RequestBuilder {
-        RequestBuilder::new(self.clone(), method, path.into())
+        RequestBuilder::new(Arc::clone(&self.inner), method, path.into())
     }
 
     /// A GET request to `path`.
@@ -302,11 +292,6 @@ fn endpoint_of(url: &str) -> Result<Endpoint> {
         None => parsed.host_str().unwrap_or(host).to_owned(),
     };
     Ok(Endpoint::new(id, host, port).with_protocol(parsed.scheme()))
-}
-
-/// How long a `Retry-After` pauses an endpoint, as clock nanos from now.
-pub(crate) fn pause_nanos(d: Duration) -> u64 {
-    crate::core::clock::now_nanos().saturating_add(d.as_nanos() as u64)
 }
 
 #[cfg(test)]

@@ -47,6 +47,7 @@ mod client;
 mod fallback;
 mod metrics;
 mod request;
+mod shared;
 mod tower;
 
 pub use classify::{

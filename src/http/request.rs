@@ -13,9 +13,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::classify::{StatusFailure, TryFailure, Verdict, classified, may_repeat, take_response};
-use super::client::{FailoverClient, pause_nanos};
 use super::fallback::{Fallback, ServedBy};
 use super::metrics::record_response;
+use super::shared::{ClientInner, pause_nanos};
 use crate::core::retry::Idempotency;
 use crate::core::{CallOptions, Classified, LiveEndpoint, Served};
 use crate::error::{Error, ErrorClass, Result};
@@ -24,12 +24,12 @@ use crate::error::{Error, ErrorClass, Result};
 /// scheme, host and port with its endpoint's.
 const PLACEHOLDER: &str = "http://failover.invalid";
 
-/// A request to a [`FailoverClient`]'s service, built like a reqwest
+/// A request to a [`FailoverClient`](super::FailoverClient)'s service, built like a reqwest
 /// request and sent with [`send`](Self::send) (or [`fetch`](Self::fetch)).
 #[derive(Debug)]
 #[must_use = "a request does nothing until it is sent"]
 pub struct RequestBuilder {
-    client: FailoverClient,
+    client: Arc<ClientInner>,
     method: Method,
     path: String,
     inner: reqwest::RequestBuilder,
@@ -38,13 +38,13 @@ pub struct RequestBuilder {
 }
 
 impl RequestBuilder {
-    pub(crate) fn new(client: FailoverClient, method: Method, path: String) -> Self {
+    pub(crate) fn new(client: Arc<ClientInner>, method: Method, path: String) -> Self {
         let url = if path.starts_with('/') {
             format!("{PLACEHOLDER}{path}")
         } else {
             format!("{PLACEHOLDER}/{path}")
         };
-        let inner = client.inner.http.request(method.clone(), url);
+        let inner = client.http.request(method.clone(), url);
         RequestBuilder {
             client,
             method,
@@ -223,7 +223,7 @@ impl RequestBuilder {
             },
             deadline,
         };
-        let shared = &*client.inner;
+        let shared = &*client;
         let template = Arc::new(template);
         let op = {
             let read = read.clone();

@@ -16,9 +16,9 @@ use tower_service::Service;
 use super::classify::{
     StatusFailure, StatusPolicy, TryFailure, Verdict, classified, may_repeat, take_response,
 };
-use super::client::pause_nanos;
 use super::fallback::ServedBy;
 use super::metrics::record_response;
+use super::shared::pause_nanos;
 use crate::core::retry::Idempotency;
 use crate::core::{CallOptions, Classified, Failover, LiveEndpoint};
 use crate::error::{BoxError, Error, Result};

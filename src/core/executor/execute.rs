@@ -273,6 +273,7 @@ impl Failover {
         Fut: Future<Output = std::result::Result<T, E>>,
         E: Classify + Into<BoxError>,
     {
+        self.inner.counters.attempts.fetch_add(1, Relaxed);
         let guard = ep.start_call();
         let attempt_started = instant_of(now);
         let timeout = attempt_timeout(

@@ -247,6 +247,7 @@ impl Failover {
     ) {
         let now = now_nanos();
         let success = !matches!(class, Some(ErrorClass::Failover { .. }));
+        self.inner.counters.attempts.fetch_add(1, Relaxed);
         self.record_attempt(endpoint, success, latency, now);
     }
 

@@ -9,6 +9,7 @@ use super::CacheFault;
 use super::load::{LastOp, LoadRecord};
 use super::report::{CacheBucket, CacheDrillReport, CacheTimelineEvent};
 use crate::cache::{CacheStats, SideStats};
+use crate::drill::figures::{micros, ms, percentile};
 
 /// The timeline's bucket.
 const BUCKET: Duration = Duration::from_millis(250);
@@ -134,26 +135,6 @@ fn durations(record: &LoadRecord, from: Duration, to: Duration) -> Vec<f64> {
     d
 }
 
-/// The `q` quantile of sorted values (nearest rank), to the microsecond;
-/// 0 when empty.
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    micros(sorted[rank.clamp(1, sorted.len()) - 1])
-}
-
-/// Milliseconds rounded to the microsecond.
-fn micros(ms: f64) -> f64 {
-    (ms * 1000.0).round() / 1000.0
-}
-
-/// Whole milliseconds of `d`.
-fn ms(d: Duration) -> u64 {
-    d.as_millis() as u64
-}
-
 /// The calls and the side's state per [`BUCKET`].
 fn timeline(record: &LoadRecord, samples: &[Sample]) -> Vec<CacheBucket> {
     let end = (record.calls.iter().map(|c| c.at))
@@ -189,19 +170,4 @@ fn timeline(record: &LoadRecord, samples: &[Sample]) -> Vec<CacheBucket> {
             }
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percentiles_are_nearest_rank() {
-        let v: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(percentile(&v, 0.99), 99.0);
-        assert_eq!(percentile(&v, 0.5), 50.0);
-        assert_eq!(percentile(&v[..1], 0.99), 1.0);
-        assert_eq!(percentile(&[], 0.99), 0.0);
-        assert_eq!(micros(1.234_567_8), 1.235);
-    }
 }

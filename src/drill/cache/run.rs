@@ -396,21 +396,7 @@ pub fn write_cache_outputs(
     report: &CacheDrillReport,
     opts: &CacheDrillOptions,
 ) -> Result<(), DrillError> {
-    let write = |path: &std::path::PathBuf, text: String| {
-        std::fs::write(path, text).map_err(|source| DrillError::Output {
-            path: path.clone(),
-            source,
-        })
-    };
-    if let Some(path) = &opts.json {
-        let json = serde_json::to_string_pretty(report).map_err(|e| DrillError::Output {
-            path: path.clone(),
-            source: std::io::Error::other(e),
-        })?;
-        write(path, json + "\n")?;
-    }
-    if let Some(path) = &opts.svg {
-        write(path, render_cache_svg(report))?;
-    }
-    Ok(())
+    crate::drill::run::write_report_files(report, opts.json.as_ref(), opts.svg.as_ref(), || {
+        render_cache_svg(report)
+    })
 }

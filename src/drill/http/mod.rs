@@ -88,6 +88,7 @@
 mod backends;
 mod body;
 mod connections;
+pub mod drill;
 mod handler;
 mod ledger;
 mod mode;
@@ -98,3 +99,8 @@ mod stats;
 pub use backends::LocalHttpBackends;
 pub use mode::BackendMode;
 pub use stats::BackendStats;
+
+pub use drill::{
+    HttpBucket, HttpDrillOptions, HttpDrillReport, HttpFault, HttpTimelineEvent, MethodErrors,
+    run_http_drill, write_http_outputs,
+};

@@ -70,6 +70,7 @@ use self::network::{Network, connect_pool};
 pub(crate) use self::options::cluster_err;
 pub use self::options::{DrillError, DrillOptions};
 pub use self::output::write_outputs;
+pub(crate) use self::output::write_report_files;
 use self::progress::observe;
 pub use self::progress::{Phase, Progress};
 use self::sentinel::watch_sentinels;

@@ -111,7 +111,7 @@ pub(super) fn legend(s: &mut String) {
 }
 
 /// A rounded axis maximum and tick step for values up to `max`.
-pub(crate) fn nice_axis(max: f64) -> (f64, f64) {
+pub(super) fn nice_axis(max: f64) -> (f64, f64) {
     if max <= 0.0 || !max.is_finite() {
         return (10.0, 5.0);
     }
@@ -128,7 +128,7 @@ pub(crate) fn nice_axis(max: f64) -> (f64, f64) {
 
 /// A time-axis step (ms): whole seconds (half seconds for very short
 /// drills), at most about 12 ticks.
-pub(crate) fn time_step(total_ms: f64) -> f64 {
+pub(super) fn time_step(total_ms: f64) -> f64 {
     if total_ms <= 4000.0 {
         return 500.0;
     }
@@ -142,7 +142,7 @@ pub(crate) fn time_step(total_ms: f64) -> f64 {
 }
 
 /// A tick label; on an axis reaching 10 000 or more, in thousands (`7.5k`).
-pub(crate) fn fmt_tick(v: f64, axis_top: f64) -> String {
+pub(super) fn fmt_tick(v: f64, axis_top: f64) -> String {
     let plain = |v: f64| {
         if v.fract().abs() < 1e-9 {
             format!("{v:.0}")
@@ -161,7 +161,7 @@ pub(super) fn opt_ms(v: Option<u64>) -> String {
     v.map_or_else(|| "-".to_owned(), |v| format!("{v} ms"))
 }
 
-pub(crate) fn esc(text: &str) -> String {
+pub(super) fn esc(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -11,8 +11,9 @@ use std::fmt::Write as _;
 use super::report::{BUCKET, DrillReport, TimelineBucket};
 
 mod draw;
-use draw::{draw_data, legend, marker_line, opt_ms, x_tick};
-pub(crate) use draw::{esc, fmt_tick, nice_axis, time_step};
+mod panels;
+use draw::{draw_data, esc, fmt_tick, legend, marker_line, nice_axis, opt_ms, time_step, x_tick};
+pub use panels::{Bars, Line, PanelChart, PanelSpec, render_panels};
 
 const WIDTH: f64 = 900.0;
 const HEIGHT: f64 = 360.0;

@@ -1,47 +1,26 @@
-//! `failover-drill`: runs a failover drill against a throwaway local
-//! PostgreSQL primary + standby, a Redis master + replicas (optionally
-//! watched by three Sentinels), or a `FailoverCache` over two independent
-//! Redis servers, and reports what the application saw.
-//!
-//! ```text
-//! failover-drill postgres --fault crash --promotion automatic --duration 20s \
-//!     --json drill.json --svg drill.svg
-//! failover-drill redis --fault restart-old --promotion sentinel --replicas 2 --ack 1
-//! failover-drill cache --fault freeze --json cache.json --svg cache.svg
-//! ```
-//!
-//! Exit codes: 0 when the drill ran (even if a goal was missed: the report
-//! says so), 1 when it could not run (no server binaries, a cluster that
-//! does not start, an output file that cannot be written), 2 for invalid
-//! arguments.
+//! The command line: subcommands, their options, and the drill options
+//! they stand for.
 
-use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use failover_pool::drill::cache::{
-    CacheDrillOptions, CacheDrillReport, CacheFault, CacheProgress, FaultSide, run_cache_drill,
-    write_cache_outputs,
-};
-use failover_pool::drill::report::Goal;
-use failover_pool::drill::run::{
-    DrillError, DrillOptions, Phase, Progress, run_drill, write_outputs,
-};
+use failover_pool::drill::cache::{CacheDrillOptions, CacheFault, FaultSide};
+use failover_pool::drill::http::{HttpDrillOptions, HttpFault};
+use failover_pool::drill::run::DrillOptions;
 use failover_pool::drill::scenario::{DrillBackend, DrillReadPreference, Fault, Promotion, Store};
 
 /// Failover drills: inject a real fault into a local PostgreSQL primary or
 /// Redis master under load and measure what the application sees.
 #[derive(Debug, Parser)]
 #[command(name = "failover-drill", version, about, long_about = None)]
-struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
-    command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {
+pub(crate) enum Command {
     /// Drill a local PostgreSQL primary with one streaming standby (needs the
     /// PostgreSQL server binaries: initdb, postgres, pg_basebackup).
     Postgres(PostgresArgs),
@@ -52,10 +31,75 @@ enum Command {
     /// side fails under a set/delete/get load, then the repair is checked
     /// key by key (needs redis-server).
     Cache(CacheArgs),
+    /// Drill a FailoverClient over local HTTP backends under an open-loop
+    /// load: one backend crashes, hangs, slows down or flaps.
+    Http(HttpArgs),
 }
 
 #[derive(Debug, Args)]
-struct CacheArgs {
+pub(crate) struct HttpArgs {
+    /// Backends (the fault hits the first).
+    #[arg(long, default_value_t = 3)]
+    backends: usize,
+    /// The fault injected into the first backend.
+    #[arg(long, value_enum, default_value_t = HttpFault::Crash)]
+    fault: HttpFault,
+    /// How long the load runs.
+    #[arg(long, value_parser = parse_duration, default_value = "12s")]
+    duration: Duration,
+    /// When the fault starts, since the load started.
+    #[arg(long, value_parser = parse_duration, default_value = "3s")]
+    fault_at: Duration,
+    /// How long it lasts.
+    #[arg(long, value_parser = parse_duration, default_value = "4s")]
+    outage: Duration,
+    /// Requests started per second (open loop: whatever became of earlier ones).
+    #[arg(long, default_value_t = 400)]
+    rate: u32,
+    /// The time limit of one try.
+    #[arg(long, value_parser = parse_duration, default_value = "300ms")]
+    try_timeout: Duration,
+    /// Tries per request, the first included.
+    #[arg(long, default_value_t = 3)]
+    attempts: u32,
+    /// `--fault slow`: the delay per request.
+    #[arg(long, value_parser = parse_duration, default_value = "800ms")]
+    slow_delay: Duration,
+    /// Hedge idempotent requests after this long without an answer.
+    #[arg(long, value_parser = parse_duration)]
+    hedge: Option<Duration>,
+    /// Write the report as JSON to this file.
+    #[arg(long, value_name = "PATH")]
+    json: Option<PathBuf>,
+    /// Write a chart of the drill as SVG to this file.
+    #[arg(long, value_name = "PATH")]
+    svg: Option<PathBuf>,
+    /// No progress lines on stderr.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+impl HttpArgs {
+    fn options(&self) -> HttpDrillOptions {
+        HttpDrillOptions {
+            backends: self.backends,
+            fault: self.fault,
+            duration: self.duration,
+            fault_at: self.fault_at,
+            outage: self.outage,
+            rate: self.rate,
+            try_timeout: self.try_timeout,
+            max_attempts: self.attempts,
+            slow_delay: self.slow_delay,
+            hedge: self.hedge,
+            json: self.json.clone(),
+            svg: self.svg.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CacheArgs {
     /// The fault injected into one side.
     #[arg(long, value_enum, default_value_t = CacheFault::Crash)]
     fault: CacheFault,
@@ -118,7 +162,7 @@ impl CacheArgs {
 }
 
 #[derive(Debug, Args)]
-struct PostgresArgs {
+pub(crate) struct PostgresArgs {
     /// The fault injected into the primary.
     #[arg(long, value_enum, default_value_t = Fault::Crash)]
     fault: Fault,
@@ -136,7 +180,7 @@ struct PostgresArgs {
 }
 
 #[derive(Debug, Args)]
-struct RedisArgs {
+pub(crate) struct RedisArgs {
     /// The fault injected into the master.
     #[arg(long, value_enum, default_value_t = Fault::Crash)]
     fault: Fault,
@@ -197,7 +241,7 @@ enum RedisClient {
 
 /// The options both subcommands share, with the same defaults.
 #[derive(Debug, Args)]
-struct CommonArgs {
+pub(crate) struct CommonArgs {
     /// How long the workload runs (e.g. 20s, 1m).
     #[arg(long, value_parser = parse_duration, default_value = "20s")]
     duration: Duration,
@@ -275,18 +319,21 @@ impl CommonArgs {
 }
 
 /// A drill to run: one of the failover pool's, or the cache's.
-enum Drill {
+pub(crate) enum Drill {
     /// `postgres` or `redis`: the subcommand's name and the options.
     Pool(&'static str, DrillOptions),
     /// `cache`: the options, and whether progress is shown.
     Cache(CacheDrillOptions, bool),
+    /// `http`: the options, and whether progress is shown.
+    Http(HttpDrillOptions, bool),
 }
 
 impl Command {
     /// The drill the subcommand asks for.
-    fn drill(&self) -> Drill {
+    pub(crate) fn drill(&self) -> Drill {
         let (name, opts) = match self {
             Command::Cache(a) => return Drill::Cache(a.options(), !a.quiet),
+            Command::Http(a) => return Drill::Http(a.options(), !a.quiet),
             Command::Postgres(a) => {
                 let backend = match a.backend {
                     PgClient::Sqlx => DrillBackend::Sqlx,
@@ -332,158 +379,4 @@ impl Command {
 fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime_serde::re::humantime::parse_duration(text.trim())
         .map_err(|e| format!("`{text}` is not a duration like 20s, 500ms or 1m ({e})"))
-}
-
-/// Prints progress to stderr: a `\r`-updated line on a terminal, a plain
-/// line per second otherwise.
-#[derive(Debug)]
-struct ProgressPrinter {
-    terminal: bool,
-    last_second: Option<u64>,
-    open_line: bool,
-}
-
-impl ProgressPrinter {
-    fn new() -> Self {
-        ProgressPrinter {
-            terminal: std::io::stderr().is_terminal(),
-            last_second: None,
-            open_line: false,
-        }
-    }
-
-    fn show(&mut self, p: &Progress) {
-        let step = matches!(p.phase, Phase::Starting | Phase::Checking);
-        self.line(step, p.elapsed, &p.line());
-    }
-
-    fn show_cache(&mut self, p: &CacheProgress) {
-        self.line(!p.running, p.elapsed, &p.line());
-    }
-
-    /// A step on a line of its own, or the running drill's line (updated
-    /// in place on a terminal, once a second otherwise).
-    fn line(&mut self, step: bool, elapsed: Duration, line: &str) {
-        let mut err = std::io::stderr().lock();
-        if step {
-            self.finish_line(&mut err);
-            let _ = writeln!(err, "{line}");
-        } else if self.terminal {
-            let _ = write!(err, "\r{line}\x1b[K");
-            let _ = err.flush();
-            self.open_line = true;
-        } else if self.last_second != Some(elapsed.as_secs()) {
-            self.last_second = Some(elapsed.as_secs());
-            let _ = writeln!(err, "{line}");
-        }
-    }
-
-    fn finish_line(&mut self, err: &mut impl Write) {
-        if self.open_line {
-            let _ = writeln!(err);
-            self.open_line = false;
-        }
-    }
-}
-
-/// An error and its sources on one line.
-fn one_line(e: &dyn std::error::Error) -> String {
-    failover_pool::error::chain(e).replace('\n', " | ")
-}
-
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let drill = cli.command.drill();
-    let checked = match &drill {
-        Drill::Pool(name, opts) => opts.validate().map_err(|e| (*name, e)),
-        Drill::Cache(opts, _) => opts.validate().map_err(|e| ("cache", e)),
-    };
-    if let Err((subcommand, e)) = checked {
-        eprintln!("failover-drill: {}", one_line(&e));
-        eprintln!("Try 'failover-drill {subcommand} --help' for the options.");
-        return ExitCode::from(2);
-    }
-    // A multi-threaded runtime, like the services the drill stands in for.
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("failover-drill: could not start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    let mut printer = ProgressPrinter::new();
-    match drill {
-        Drill::Pool(_, opts) => {
-            let result = runtime.block_on(run_drill(&opts, |p| printer.show(p)));
-            printer.finish_line(&mut std::io::stderr());
-            let report = match result {
-                Ok(report) => report,
-                Err(e) => return could_not_run(&e),
-            };
-            print!("{}", report.render_text());
-            let written = write_outputs(&report, &opts);
-            conclude(written, [&opts.json, &opts.svg], &report.goals)
-        }
-        Drill::Cache(opts, show) => {
-            let drill = run_cache_drill(&opts, |p| {
-                if show {
-                    printer.show_cache(p);
-                }
-            });
-            let result = runtime.block_on(drill);
-            printer.finish_line(&mut std::io::stderr());
-            let report: CacheDrillReport = match result {
-                Ok(report) => report,
-                Err(e) => return could_not_run(&e),
-            };
-            print!("{}", report.render_text());
-            let written = write_cache_outputs(&report, &opts);
-            conclude(written, [&opts.json, &opts.svg], &report.goals)
-        }
-    }
-}
-
-/// Reports a drill that could not run; the exit code.
-fn could_not_run(e: &DrillError) -> ExitCode {
-    eprintln!("failover-drill: the drill could not run: {}", one_line(e));
-    if matches!(e, DrillError::InvalidOptions(_)) {
-        return ExitCode::from(2);
-    }
-    ExitCode::from(1)
-}
-
-/// Says where the outputs went and whether the goals were met; the exit
-/// code (1 when an output could not be written).
-fn conclude(
-    written: Result<(), DrillError>,
-    [json, svg]: [&Option<PathBuf>; 2],
-    goals: &[Goal],
-) -> ExitCode {
-    let mut code = ExitCode::SUCCESS;
-    if let Err(e) = written {
-        eprintln!("failover-drill: {}", one_line(&e));
-        code = ExitCode::from(1);
-    } else {
-        for (what, path) in [("JSON report", json), ("SVG chart", svg)] {
-            if let Some(path) = path {
-                println!("{what} written to {}", path.display());
-            }
-        }
-    }
-    let missed: Vec<String> = (goals.iter().filter(|g| !g.met))
-        .map(|g| format!("{} (target {}, actual {})", g.name, g.target, g.actual))
-        .collect();
-    if missed.is_empty() {
-        println!("\nRESULT: the drill ran and every goal was met");
-    } else {
-        println!(
-            "\nRESULT: the drill ran, but {} goal(s) were MISSED: {}",
-            missed.len(),
-            missed.join("; ")
-        );
-    }
-    code
 }
