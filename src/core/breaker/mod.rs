@@ -249,6 +249,19 @@ impl CircuitBreaker {
         }
     }
 
+    /// Ends an open period early, at `now`: an open breaker lets its
+    /// half-open probe calls through from now on (an active health check
+    /// has just seen the endpoint recover, so waiting out the rest of the
+    /// open duration would only keep a good endpoint idle). The probes
+    /// still decide whether it closes. Returns whether it was open.
+    pub fn end_open_period(&self, now: u64) -> bool {
+        if !self.config.enabled || self.load().state != BreakerState::Open {
+            return false;
+        }
+        self.open_until.fetch_min(now, Ordering::AcqRel);
+        true
+    }
+
     /// Closes the breaker and clears its window and failure streak. Returns
     /// the transition, or `None` when it was already closed. Permits taken
     /// before the reset record nothing.

@@ -449,3 +449,27 @@ fn breaker_is_send_sync_and_debug() {
     let p = b.try_acquire(now_nanos()).unwrap();
     assert!(format!("{p:?}").contains("closed"));
 }
+
+#[test]
+fn an_open_period_can_end_early_and_the_probes_still_decide() {
+    use std::sync::Arc;
+    use std::time::Duration;
+    let cfg = BreakerConfig {
+        consecutive_failures: Some(1),
+        open_duration: Duration::from_secs(60),
+        half_open_max_calls: 1,
+        ..BreakerConfig::default()
+    };
+    let b = CircuitBreaker::new(Arc::new(cfg));
+    let now = 1_000_000_000u64;
+    let p = b.try_acquire(now).expect("closed");
+    p.record(CallOutcome::Failure, Duration::from_millis(1), now);
+    assert_eq!(b.state(), BreakerState::Open);
+    assert!(!b.is_call_permitted(now + 1));
+    assert!(b.end_open_period(now + 2));
+    let probe = b.try_acquire(now + 3).expect("a probe is let through");
+    assert_eq!(b.state(), BreakerState::HalfOpen);
+    probe.record(CallOutcome::Success, Duration::from_millis(1), now + 4);
+    assert_eq!(b.state(), BreakerState::Closed);
+    assert!(!b.end_open_period(now + 5), "not open");
+}

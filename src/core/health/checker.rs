@@ -511,6 +511,10 @@ fn report_health_change(events: &EventBus, ep: &LiveEndpoint, from: Health, to: 
         to,
     });
     if !from.is_usable() && to.is_usable() {
+        // The check saw it answer again: an open breaker tries it now
+        // rather than at the end of its open duration.
+        ep.breaker()
+            .end_open_period(crate::core::clock::now_nanos());
         ep.counters().recoveries.fetch_add(1, Relaxed);
         events.emit(EventKind::Recovered {
             endpoint: Arc::clone(id),
