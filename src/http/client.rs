@@ -55,8 +55,16 @@ pub struct FailoverClient {
 impl FailoverClient {
     /// A builder for a client named `name` (in metrics, events and logs).
     pub fn builder(name: impl Into<Arc<str>>) -> FailoverClientBuilder {
+        Self::from_core(Failover::builder(name))
+    }
+
+    /// A builder that starts from a core builder: endpoints, discovery,
+    /// strategy, health checks, breaker and retries already set, e.g. from
+    /// YAML ([`StaticProviderConfig::builder`](crate::config::StaticProviderConfig::builder)
+    /// and the Consul and Kubernetes providers' equivalents).
+    pub fn from_core(core: FailoverBuilder) -> FailoverClientBuilder {
         FailoverClientBuilder {
-            core: Failover::builder(name),
+            core,
             http: None,
             statuses: StatusPolicy::default(),
             hedge: None,
