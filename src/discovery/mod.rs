@@ -4,6 +4,8 @@
 //! core ([`crate::core::discovery`]) and are re-exported here, next to the
 //! providers: a fixed list ([`StaticDiscovery`]) answers once and then waits
 //! forever; [`MockDiscovery`] is driven by your tests.
+//! With the `kubernetes` feature, [`kubernetes::KubernetesDiscovery`] follows a
+//! Service's EndpointSlices through the API server's watch.
 //!
 //! [`spawn_discovery`] runs a discovery in the background and applies every
 //! change to an [`EndpointSet`](crate::core::EndpointSet). When discovery
@@ -38,11 +40,15 @@
 //! # }
 //! ```
 
+#[cfg(feature = "kubernetes")]
+pub mod kubernetes;
 pub mod mock;
 pub mod static_list;
 
 pub use crate::core::discovery::{
     Discovery, DiscoveryBackoff, DiscoveryChange, DiscoveryFuture, apply_change, spawn_discovery,
 };
+#[cfg(feature = "kubernetes")]
+pub use kubernetes::{ClusterAccess, KubernetesDiscovery, KubernetesDiscoveryBuilder};
 pub use mock::{MockDiscovery, MockDiscoveryHandle};
 pub use static_list::{StaticDiscovery, default_port, endpoint_from_url};
