@@ -6,6 +6,8 @@
 //! forever; [`MockDiscovery`] is driven by your tests.
 //! With the `kubernetes` feature, [`kubernetes::KubernetesDiscovery`] follows a
 //! Service's EndpointSlices through the API server's watch.
+//! With the `consul` feature, `consul::ConsulDiscovery` follows a Consul
+//! service with blocking queries.
 //!
 //! [`spawn_discovery`] runs a discovery in the background and applies every
 //! change to an [`EndpointSet`](crate::core::EndpointSet). When discovery
@@ -40,6 +42,8 @@
 //! # }
 //! ```
 
+#[cfg(feature = "consul")]
+pub mod consul;
 #[cfg(feature = "kubernetes")]
 pub mod kubernetes;
 pub mod mock;
@@ -48,6 +52,8 @@ pub mod static_list;
 pub use crate::core::discovery::{
     Discovery, DiscoveryBackoff, DiscoveryChange, DiscoveryFuture, apply_change, spawn_discovery,
 };
+#[cfg(feature = "consul")]
+pub use consul::{ConsulAgent, ConsulDiscovery, ConsulRegistration};
 #[cfg(feature = "kubernetes")]
 pub use kubernetes::{ClusterAccess, KubernetesDiscovery, KubernetesDiscoveryBuilder};
 pub use mock::{MockDiscovery, MockDiscoveryHandle};
