@@ -21,9 +21,11 @@
 //! ```
 //!
 //! The parsing is format-agnostic (anything serde reads); the examples use
-//! YAML. `consul` and `kubernetes` sections are parsed and validated here,
-//! but no provider reads them yet: only the `static` provider builds a
-//! [`Failover`] ([`StaticProviderConfig::builder`]).
+//! YAML. Each provider section builds a core [`FailoverBuilder`]:
+//! [`StaticProviderConfig::builder`] here, `ConsulProviderConfig::builder`
+//! with the `consul` feature and `KubernetesProviderConfig::builder` with
+//! `kubernetes` (in their discovery modules); hand it to
+//! [`Failover`]'s `build` or to `http::FailoverClient::from_core`.
 
 use crate::core::breaker::BreakerConfig;
 use crate::core::executor::{Failover, FailoverBuilder};

@@ -4,10 +4,12 @@
 //! core ([`crate::core::discovery`]) and are re-exported here, next to the
 //! providers: a fixed list ([`StaticDiscovery`]) answers once and then waits
 //! forever; [`MockDiscovery`] is driven by your tests.
-//! With the `kubernetes` feature, [`kubernetes::KubernetesDiscovery`] follows a
-//! Service's EndpointSlices through the API server's watch.
-//! With the `consul` feature, `consul::ConsulDiscovery` follows a Consul
-//! service with blocking queries.
+//! With the `kubernetes` feature, `kubernetes::KubernetesDiscovery` follows
+//! a Service's EndpointSlices through the API server's watch; with the
+//! `consul` feature, `consul::ConsulDiscovery` follows a Consul service with
+//! blocking queries (and `consul::ConsulRegistration` registers one). Both
+//! are tested against in-process fakes of the documented wire formats, as
+//! no Consul agent or API server can run on the machines this is built on.
 //!
 //! [`spawn_discovery`] runs a discovery in the background and applies every
 //! change to an [`EndpointSet`](crate::core::EndpointSet). When discovery
