@@ -267,6 +267,7 @@ impl FailoverClientBuilder {
         let failover = self.core.build()?;
         Ok(FailoverClient {
             inner: Arc::new(ClientInner {
+                responses: super::metrics::ResponseMetrics::new(Arc::clone(failover.name())),
                 failover,
                 http: self.http.unwrap_or_default(),
                 statuses: self.statuses,

@@ -14,7 +14,6 @@ use serde::de::DeserializeOwned;
 
 use super::classify::{StatusFailure, TryFailure, Verdict, classified, may_repeat, take_response};
 use super::fallback::{Fallback, ServedBy};
-use super::metrics::record_response;
 use super::shared::{ClientInner, pause_nanos};
 use crate::core::retry::Idempotency;
 use crate::core::{CallOptions, Classified, LiveEndpoint, Served};
@@ -155,7 +154,9 @@ impl RequestBuilder {
     /// [`Fallback`], its response instead of a failure to reach the
     /// service.
     pub async fn send(self) -> Result<reqwest::Response> {
-        let outcome = self.run(|r| async move { Ok(r) }).await?;
+        // Boxed: the call's state is a few KB, moved once instead of at
+        // every await of the caller's future.
+        let outcome = Box::pin(self.run(|r| async move { Ok(r) })).await?;
         Ok(match outcome {
             Outcome::Served(mut response, by) => {
                 response.extensions_mut().insert(by);
@@ -177,7 +178,7 @@ impl RequestBuilder {
     ///
     /// As [`send`](Self::send).
     pub async fn fetch(self) -> Result<Fetched> {
-        let outcome = self.run(Fetched::read).await?;
+        let outcome = Box::pin(self.run(Fetched::read)).await?;
         Ok(match outcome {
             Outcome::Served(fetched, by) => Fetched {
                 served_by: by,
@@ -228,7 +229,7 @@ impl RequestBuilder {
         let op = {
             let read = read.clone();
             let (http, statuses) = (&shared.http, &shared.statuses);
-            let manager = shared.failover.name();
+            let responses = &shared.responses;
             move |ep: Arc<LiveEndpoint>| {
                 let request = retargeted(&template, &ep);
                 let read = read.clone();
@@ -237,7 +238,7 @@ impl RequestBuilder {
                     let response = http.execute(request).await.map_err(transport)?;
                     let status = response.status();
                     let verdict = statuses.verdict(status, response.headers());
-                    record_response(manager, ep.id(), status);
+                    responses.record(&ep.endpoint().id, status);
                     tracing::debug!(%status, ?verdict, "http try answered");
                     match verdict {
                         Verdict::Answer => read(response).await.map_err(transport),
@@ -328,7 +329,9 @@ fn retargeted(
     } else {
         "http"
     };
-    url.set_scheme(scheme).map_err(|()| not_sent("scheme"))?;
+    if url.scheme() != scheme {
+        url.set_scheme(scheme).map_err(|()| not_sent("scheme"))?;
+    }
     match e.address.parse::<std::net::IpAddr>() {
         Ok(ip) => url.set_ip_host(ip).map_err(|()| not_sent("address"))?,
         Err(_) => url

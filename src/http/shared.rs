@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::classify::StatusPolicy;
 use super::fallback::Fallback;
+use super::metrics::ResponseMetrics;
 use crate::core::{Failover, HedgeDelay};
 
 /// The client's shared state.
@@ -16,6 +17,7 @@ pub(crate) struct ClientInner {
     pub(crate) statuses: StatusPolicy,
     pub(crate) hedge: Option<HedgeDelay>,
     pub(crate) fallback: Option<Fallback>,
+    pub(crate) responses: ResponseMetrics,
 }
 
 /// How long a `Retry-After` pauses an endpoint, as clock nanos from now.

@@ -17,7 +17,7 @@ use super::classify::{
     StatusFailure, StatusPolicy, TryFailure, Verdict, classified, may_repeat, take_response,
 };
 use super::fallback::ServedBy;
-use super::metrics::record_response;
+use super::metrics::ResponseMetrics;
 use super::shared::pause_nanos;
 use crate::core::retry::Idempotency;
 use crate::core::{CallOptions, Classified, Failover, LiveEndpoint};
@@ -43,6 +43,7 @@ use crate::error::{BoxError, Error, Result};
 pub struct FailoverLayer {
     failover: Failover,
     statuses: Arc<StatusPolicy>,
+    responses: Arc<ResponseMetrics>,
 }
 
 impl FailoverLayer {
@@ -50,6 +51,7 @@ impl FailoverLayer {
     /// [`StatusPolicy`].
     pub fn new(failover: Failover) -> Self {
         FailoverLayer {
+            responses: Arc::new(ResponseMetrics::new(Arc::clone(failover.name()))),
             failover,
             statuses: Arc::new(StatusPolicy::default()),
         }
@@ -70,6 +72,7 @@ impl<S> Layer<S> for FailoverLayer {
             inner,
             failover: self.failover.clone(),
             statuses: Arc::clone(&self.statuses),
+            responses: Arc::clone(&self.responses),
         }
     }
 }
@@ -85,6 +88,7 @@ pub struct FailoverService<S> {
     inner: S,
     failover: Failover,
     statuses: Arc<StatusPolicy>,
+    responses: Arc<ResponseMetrics>,
 }
 
 impl<S, B, RB> Service<http::Request<B>> for FailoverService<S>
@@ -105,10 +109,11 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let (inner, failover, statuses) = (
+        let (inner, failover, statuses, responses) = (
             self.inner.clone(),
             self.failover.clone(),
             Arc::clone(&self.statuses),
+            Arc::clone(&self.responses),
         );
         Box::pin(async move {
             let (parts, body) = request.into_parts();
@@ -121,11 +126,10 @@ where
                 },
                 deadline: None,
             };
-            let manager = Arc::clone(failover.name());
             let op = move |ep: Arc<LiveEndpoint>| {
                 let request = addressed(&parts, &body, &ep);
                 let mut service = inner.clone();
-                let (statuses, manager) = (Arc::clone(&statuses), Arc::clone(&manager));
+                let (statuses, responses) = (Arc::clone(&statuses), Arc::clone(&responses));
                 async move {
                     let request = request?;
                     std::future::poll_fn(|cx| service.poll_ready(cx))
@@ -133,7 +137,7 @@ where
                         .map_err(transport)?;
                     let response = service.call(request).await.map_err(transport)?;
                     let status = response.status();
-                    record_response(&manager, ep.id(), status);
+                    responses.record(&ep.endpoint().id, status);
                     let verdict = statuses.verdict(status, response.headers());
                     tracing::debug!(%status, ?verdict, "http try answered");
                     match verdict {
