@@ -49,7 +49,7 @@
 //! ```
 //!
 //! A `consul` provider section in the configuration builds the same through
-//! [`ConsulProviderConfig::builder`].
+//! [`ConsulProviderConfig::builder`](crate::config::ConsulProviderConfig::builder).
 //!
 //! # Registration
 //!
@@ -80,55 +80,3 @@ mod wire;
 pub use agent::ConsulAgent;
 pub use register::{ConsulCheck, ConsulRegistration, ConsulRegistrationGuard};
 pub use watch::{ConsulDiscovery, ConsulDiscoveryBuilder};
-
-use crate::config::ConsulProviderConfig;
-use crate::core::executor::{Failover, FailoverBuilder};
-use crate::core::health::TcpCheck;
-use crate::error::Result;
-
-impl ConsulProviderConfig {
-    /// A [`Failover`] builder for this provider: a [`ConsulDiscovery`]
-    /// ([`ConsulDiscovery::from_config`]), the strategy, retries, breaker and
-    /// outlier settings, and this process's own health checks (TCP, or HTTP
-    /// on `health_check.path` when the `http` feature is on).
-    ///
-    /// ```
-    /// use failover_pool::config::FailoverConfig;
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> failover_pool::Result<()> {
-    /// let yaml = r#"
-    /// providers:
-    ///   consul:
-    ///     enabled: true
-    ///     address: "127.0.0.1:8500"
-    ///     service_name: users
-    ///     health_check: { enabled: false }
-    /// "#;
-    /// let config: FailoverConfig = serde_yaml_ng::from_str(yaml).unwrap();
-    /// config.validate()?;
-    /// let failover = config.providers.consul.as_ref().unwrap().builder()?.build()?;
-    /// assert_eq!(&**failover.name(), "users");
-    /// # Ok(()) }
-    /// ```
-    ///
-    /// # Errors
-    /// [`Error::Config`](crate::Error::Config) for an invalid address or an
-    /// empty service name.
-    pub fn builder(&self) -> Result<FailoverBuilder> {
-        let discovery = ConsulDiscovery::from_config(self)?;
-        let mut builder = Failover::builder(self.service_name.clone())
-            .discovery(discovery)
-            .health_config(self.health_check.to_config());
-        builder = self.failover.apply(builder);
-        #[cfg(feature = "http")]
-        if self.health_check.path.is_some() {
-            return Ok(
-                builder.health_check(crate::core::health::HttpCheck::from_config(
-                    &self.health_check.to_config(),
-                )),
-            );
-        }
-        Ok(builder.health_check(TcpCheck))
-    }
-}

@@ -3,7 +3,6 @@
 
 use super::agent::{ConsulAgent, encode, go_duration};
 use super::wire;
-use crate::config::ConsulProviderConfig;
 use crate::core::discovery::{Discovery, DiscoveryChange, DiscoveryFuture};
 use crate::core::endpoint::Endpoint;
 use crate::error::{Error, ErrorClass, Result};
@@ -107,34 +106,6 @@ impl ConsulDiscovery {
             allow_empty: false,
             protocol: "tcp".into(),
         }
-    }
-
-    /// The discovery a `consul` provider section describes: its address,
-    /// token, datacenter, namespace, service and `passing_only`; endpoints
-    /// get the protocol `http` when `health_check.path` is set, `tcp`
-    /// otherwise.
-    ///
-    /// # Errors
-    /// [`Error::Config`] for an invalid address or an empty service name.
-    pub fn from_config(config: &ConsulProviderConfig) -> Result<Self> {
-        let mut agent = ConsulAgent::new(&config.address)?;
-        if let Some(token) = &config.token {
-            agent = agent.with_token(token.clone());
-        }
-        let mut builder = Self::builder(agent, config.service_name.clone())
-            .passing_only(config.passing_only)
-            .protocol(if config.health_check.path.is_some() {
-                "http"
-            } else {
-                "tcp"
-            });
-        if let Some(dc) = &config.datacenter {
-            builder = builder.datacenter(dc.clone());
-        }
-        if let Some(ns) = &config.namespace {
-            builder = builder.namespace(ns.clone());
-        }
-        builder.build()
     }
 
     /// The service followed.

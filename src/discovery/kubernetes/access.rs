@@ -144,15 +144,6 @@ impl ClusterAccess {
         Ok(access)
     }
 
-    /// Reads a kubeconfig (see the module docs for what is supported).
-    ///
-    /// # Errors
-    /// [`Error::Config`] when the file cannot be read or parsed, names no
-    /// such context, or uses an unsupported authentication.
-    pub fn from_kubeconfig(path: impl AsRef<Path>, context: Option<&str>) -> Result<Self> {
-        super::kubeconfig::load(path.as_ref(), context)
-    }
-
     /// The API server's URL.
     pub fn server(&self) -> &str {
         &self.server

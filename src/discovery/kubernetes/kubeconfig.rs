@@ -10,6 +10,17 @@ use base64::Engine as _;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
+impl ClusterAccess {
+    /// Reads a kubeconfig (see the module docs for what is supported).
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the file cannot be read or parsed, names no
+    /// such context, or uses an unsupported authentication.
+    pub fn from_kubeconfig(path: impl AsRef<Path>, context: Option<&str>) -> Result<Self> {
+        load(path.as_ref(), context)
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 struct KubeConfig {

@@ -74,7 +74,6 @@
 
 mod access;
 mod kubeconfig;
-mod provider;
 mod watch;
 mod wire;
 

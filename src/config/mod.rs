@@ -27,6 +27,11 @@
 //! `kubernetes` (in their discovery modules); hand it to
 //! [`Failover`]'s `build` or to `http::FailoverClient::from_core`.
 
+#[cfg(feature = "consul")]
+mod consul;
+#[cfg(feature = "kubernetes")]
+mod kubernetes;
+
 use crate::core::breaker::BreakerConfig;
 use crate::core::executor::{Failover, FailoverBuilder};
 use crate::core::health::{HealthCheckConfig, OutlierConfig, TcpCheck};
@@ -465,7 +470,7 @@ impl FailoverConfig {
 mod tests {
     use super::*;
 
-    const EXAMPLE: &str = include_str!("../examples/failover.yaml");
+    const EXAMPLE: &str = include_str!("../../examples/failover.yaml");
 
     #[test]
     fn the_example_config_parses_and_validates() {

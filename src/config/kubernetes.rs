@@ -1,9 +1,9 @@
 //! `providers.kubernetes` configuration → a [`Failover`] builder.
 
-use super::{ClusterAccess, KubernetesDiscovery};
-use crate::config::KubernetesProviderConfig;
+use super::KubernetesProviderConfig;
 use crate::core::executor::{Failover, FailoverBuilder};
 use crate::core::health::{HttpCheck, TcpCheck};
+use crate::discovery::kubernetes::{ClusterAccess, KubernetesDiscovery};
 use crate::error::{Error, Result};
 
 impl KubernetesProviderConfig {
