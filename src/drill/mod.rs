@@ -93,6 +93,7 @@
 use std::time::Duration;
 
 pub mod cache;
+pub mod event_log;
 mod figures;
 pub mod http;
 pub mod pg;

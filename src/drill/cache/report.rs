@@ -127,17 +127,7 @@ pub struct CacheBucket {
 }
 
 /// One event on the drill's timeline.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CacheTimelineEvent {
-    /// ms since the load started.
-    pub t_ms: u64,
-    /// `drill` or `cache`.
-    pub source: String,
-    /// The event's kind (`fault`, `SideDown`, `Reconciled`, ...).
-    pub kind: String,
-    /// Details.
-    pub detail: String,
-}
+pub type CacheTimelineEvent = crate::drill::event_log::LoggedEvent;
 
 impl CacheDrillReport {
     /// Computes [`goals`](Self::goals) from the figures.

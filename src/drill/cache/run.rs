@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::events::EventLog;
+use super::events::describe;
 use super::figures::{Run, Sample, assemble, side_name, side_stats};
 use super::inspect::{check, held};
 use super::load::{LoadCounters, LoadOptions, preload, run_load};
@@ -15,6 +15,7 @@ use super::report::CacheDrillReport;
 use super::svg::render_cache_svg;
 use super::{CacheDrillOptions, CacheFault, FaultSide};
 use crate::cache::{CacheConfig, CacheSide, FailoverCache};
+use crate::drill::event_log::EventLog;
 use crate::drill::proxy::{FaultProxy, ProxyMode};
 use crate::drill::redis::{LocalRedisCluster, RedisClusterOptions};
 use crate::drill::run::{DrillError, cluster_err};
@@ -140,7 +141,7 @@ pub async fn run_cache_drill(
         })?;
 
     let origin = Instant::now();
-    let events = EventLog::start(&cache, origin);
+    let events = EventLog::start(cache.subscribe(), origin, "cache", describe);
     let fault = Fault {
         kind: opts.fault,
         cluster: &clusters[failing],

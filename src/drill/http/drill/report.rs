@@ -117,17 +117,7 @@ pub struct HttpBucket {
 }
 
 /// One event on the drill's timeline.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HttpTimelineEvent {
-    /// ms since the load started.
-    pub t_ms: u64,
-    /// `drill` or `client`.
-    pub source: String,
-    /// The event's kind.
-    pub kind: String,
-    /// Details.
-    pub detail: String,
-}
+pub type HttpTimelineEvent = crate::drill::event_log::LoggedEvent;
 
 impl HttpDrillReport {
     /// Computes [`goals`](Self::goals) from the figures.

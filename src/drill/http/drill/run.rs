@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::events::{EventLog, takes_out};
+use super::events::{describe, takes_out};
 use super::load::{Call, Kind, Outcome, open_loop};
 use super::report::{HttpBucket, HttpDrillReport, MethodErrors};
 use super::{HttpDrillOptions, HttpFault};
@@ -13,6 +13,7 @@ use crate::core::{
     Backoff, HealthCheckConfig, HedgeDelay, HttpCheck, Jitter, OutlierConfig, RetryPolicy,
 };
 use crate::drill::DrillError;
+use crate::drill::event_log::EventLog;
 use crate::drill::figures::{micros, ms, ms_f64, percentile};
 use crate::drill::http::{BackendMode, LocalHttpBackends};
 use crate::http::FailoverClient;
@@ -49,7 +50,11 @@ pub async fn run_http_drill(
     let target: Arc<str> = format!("127.0.0.1:{}", backends.port(0)).into();
 
     let origin = Instant::now();
-    let events = EventLog::start(client.failover(), Arc::clone(&target), origin);
+    let events = {
+        let target = Arc::clone(&target);
+        let describe = move |e: &crate::core::Event| describe(e, &target);
+        EventLog::start(client.failover().subscribe(), origin, "client", describe)
+    };
     let counts = Arc::new(Mutex::new((0u64, 0u64)));
     let load = {
         let (client, counts) = (client.clone(), counts.clone());
