@@ -132,12 +132,7 @@ pub type CacheTimelineEvent = crate::drill::event_log::LoggedEvent;
 impl CacheDrillReport {
     /// Computes [`goals`](Self::goals) from the figures.
     pub(super) fn set_goals(&mut self) {
-        let zero = |name: &str, value: u64| Goal {
-            name: name.into(),
-            target: "= 0".into(),
-            actual: value.to_string(),
-            met: value == 0,
-        };
+        let zero = Goal::zero;
         self.goals = vec![
             zero(
                 "divergent_keys_after_repair",

@@ -8,12 +8,7 @@ use crate::drill::scenario::{Fault, Promotion};
 pub(super) fn goals(r: &DrillReport) -> Vec<Goal> {
     let mut goals = Vec::new();
     goals.extend(gap_goal(r));
-    let zero = |name: &str, value: u64| Goal {
-        name: name.into(),
-        target: "= 0".into(),
-        actual: value.to_string(),
-        met: value == 0,
-    };
+    let zero = Goal::zero;
     goals.push(zero(
         "caller_errors_during_failover",
         r.caller_errors_during_failover,

@@ -110,6 +110,18 @@ pub struct Goal {
     pub met: bool,
 }
 
+impl Goal {
+    /// A goal that `value` of the figure `name` be 0.
+    pub fn zero(name: &str, value: u64) -> Goal {
+        Goal {
+            name: name.into(),
+            target: "= 0".into(),
+            actual: value.to_string(),
+            met: value == 0,
+        }
+    }
+}
+
 /// Fault `restart-old`: the writes of a fresh pool started when the old
 /// primary came back, and where they ended up. Their ids are negative, so
 /// the workload's set check does not see them.

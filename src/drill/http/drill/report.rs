@@ -122,12 +122,7 @@ pub type HttpTimelineEvent = crate::drill::event_log::LoggedEvent;
 impl HttpDrillReport {
     /// Computes [`goals`](Self::goals) from the figures.
     pub(super) fn set_goals(&mut self) {
-        let zero = |name: &str, value: u64| Goal {
-            name: name.into(),
-            target: "= 0".into(),
-            actual: value.to_string(),
-            met: value == 0,
-        };
+        let zero = Goal::zero;
         self.goals = vec![
             zero("caller_errors_idempotent", self.caller_errors_idempotent),
             zero(
