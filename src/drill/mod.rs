@@ -93,6 +93,8 @@
 use std::time::Duration;
 
 pub mod cache;
+#[cfg(feature = "testcontainers")]
+pub mod containers;
 pub mod event_log;
 mod figures;
 pub mod http;
@@ -106,13 +108,13 @@ pub mod scenario;
 pub mod svg;
 pub mod workload;
 
-pub use pg::{LocalPgCluster, PgClusterOptions, PgLsn, PgNode, PgRole};
+pub use pg::{LocalPgCluster, PgCluster, PgClusterOptions, PgLsn, PgNode, PgRole};
 pub use process::{ProcessGroup, ServerUser};
 pub use proxy::{FaultProxy, ProxyMode};
-pub use redis::{LocalRedisCluster, RedisClusterOptions, RedisNodeInfo, RedisRole};
+pub use redis::{LocalRedisCluster, RedisCluster, RedisClusterOptions, RedisNodeInfo, RedisRole};
 pub use report::DrillReport;
 pub use run::{DrillError, DrillOptions, Progress, run_drill};
-pub use scenario::{DrillBackend, Fault, Promotion, Store};
+pub use scenario::{ClusterKind, DrillBackend, Fault, Promotion, Store};
 pub use svg::render_svg;
 
 /// Errors from starting, controlling or querying a local drill cluster.
@@ -289,6 +291,19 @@ pub enum ClusterError {
         index: usize,
         /// How many sentinels there are.
         count: usize,
+    },
+
+    /// The container engine refused or failed an operation on a node (or
+    /// could not be reached at all).
+    #[error("container engine: could not {operation} {node}")]
+    Engine {
+        /// The node name (`pg0`, `redis1`, `sentinel0`) or `the engine`.
+        node: String,
+        /// The operation (`start`, `kill`, `pause`, ...).
+        operation: String,
+        /// The engine client's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 
     /// The operation does not fit the node's current state (for example

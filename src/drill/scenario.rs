@@ -46,6 +46,60 @@ impl Store {
     }
 }
 
+/// Where a drill cluster's servers run.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterKind {
+    /// Local processes started from the installed server binaries
+    /// ([`LocalPgCluster`](super::LocalPgCluster),
+    /// [`LocalRedisCluster`](super::LocalRedisCluster)).
+    #[default]
+    Local,
+    /// Containers on a Docker engine, through testcontainers
+    /// (`ContainerPgCluster`, `ContainerRedisCluster`; feature
+    /// `testcontainers`).
+    Containers,
+}
+
+impl ClusterKind {
+    /// The name used on the command line and in reports.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ClusterKind::Local => "local",
+            ClusterKind::Containers => "containers",
+        }
+    }
+}
+
+/// How a container cluster's containers are networked (see
+/// `drill::containers`, feature `testcontainers`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum NetworkMode {
+    /// A user-defined bridge network per cluster, ports published on
+    /// 127.0.0.1 (official images).
+    #[default]
+    Bridge,
+    /// The host network, free ports of 127.0.0.1 (for engines without a
+    /// bridge; locally built images).
+    Host,
+}
+
+impl NetworkMode {
+    /// The name used on the command line, in the environment and in
+    /// reports.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            NetworkMode::Bridge => "bridge",
+            NetworkMode::Host => "host",
+        }
+    }
+}
+
 /// The fault injected into the primary.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, clap::ValueEnum,

@@ -8,7 +8,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use failover_pool::drill::cache::{CacheDrillOptions, CacheFault, FaultSide};
 use failover_pool::drill::http::{HttpDrillOptions, HttpFault};
 use failover_pool::drill::run::DrillOptions;
-use failover_pool::drill::scenario::{DrillBackend, DrillReadPreference, Fault, Promotion, Store};
+use failover_pool::drill::scenario::{
+    ClusterKind, DrillBackend, DrillReadPreference, Fault, NetworkMode, Promotion, Store,
+};
 
 /// Failover drills: inject a real fault into a local PostgreSQL primary or
 /// Redis master under load and measure what the application sees.
@@ -289,6 +291,19 @@ pub(crate) struct CommonArgs {
     /// No progress line on stderr.
     #[arg(long, short)]
     quiet: bool,
+    /// Where the cluster runs: local server processes, or containers on
+    /// the Docker engine at DOCKER_HOST (needs the `testcontainers` feature).
+    #[arg(long, value_enum, default_value_t = ClusterKind::Local)]
+    cluster: ClusterKind,
+    /// Containers: bridge network with published ports, or the host
+    /// network (default: FAILOVER_DRILL_NETWORK, else bridge).
+    #[arg(long, value_enum)]
+    network: Option<NetworkMode>,
+    /// Containers: the server image, name:tag (default:
+    /// FAILOVER_DRILL_PG_IMAGE / FAILOVER_DRILL_REDIS_IMAGE, else postgres:17
+    /// / redis:7 on a bridge, the locally built images on the host network).
+    #[arg(long, value_name = "NAME:TAG")]
+    image: Option<String>,
 }
 
 impl CommonArgs {
@@ -313,6 +328,9 @@ impl CommonArgs {
             json: self.json.clone(),
             svg: self.svg.clone(),
             progress: !self.quiet,
+            cluster: self.cluster,
+            network: self.network,
+            image: self.image.clone(),
             ..DrillOptions::default()
         }
     }

@@ -23,6 +23,7 @@
 //! `initdb` template (`template.rs`). [`PgClusterOptions`], [`PgNode`] and
 //! [`PgRole`] are in `options.rs`.
 
+mod api;
 mod cluster;
 mod faults;
 mod options;
@@ -36,6 +37,8 @@ use std::process::Child;
 use std::sync::Mutex;
 use std::time::Duration;
 
+pub use self::api::PgCluster;
+pub(crate) use self::api::pg_url;
 pub use self::options::{PgClusterOptions, PgNode, PgRole};
 use super::ClusterError;
 // A running server: the postmaster and its watchdog.

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio_postgres::types::FromSqlOwned;
 use tokio_postgres::{Client, NoTls};
 
+use super::api::TIMELINE_SQL;
 use super::{ClusterError, DB_USER, LocalPgCluster, PgLsn, PgRole};
 
 impl LocalPgCluster {
@@ -29,9 +30,8 @@ impl LocalPgCluster {
     ///
     /// [`ClusterError::Query`] or [`ClusterError::QueryTimeout`].
     pub async fn exec(&self, index: usize, sql: &str) -> Result<(), ClusterError> {
-        let client = self.connect(index).await?;
-        let name = self.info(index)?.name;
-        self.timed(&name, sql, client.batch_execute(sql)).await
+        let info = self.info(index)?;
+        exec_at(&info.name, info.port, self.opts.query_timeout, sql).await
     }
 
     /// Runs `sql` on node `index` and returns the first column of its only
@@ -46,14 +46,8 @@ impl LocalPgCluster {
         index: usize,
         sql: &str,
     ) -> Result<T, ClusterError> {
-        let client = self.connect(index).await?;
-        let name = self.info(index)?.name;
-        let row = self.timed(&name, sql, client.query_one(sql, &[])).await?;
-        row.try_get(0).map_err(|source| ClusterError::Query {
-            node: name,
-            sql: sql.to_owned(),
-            source,
-        })
+        let info = self.info(index)?;
+        scalar_at(&info.name, info.port, self.opts.query_timeout, sql).await
     }
 
     /// Runs a `SELECT count(*) ...`-like query on node `index` and returns
@@ -82,13 +76,7 @@ impl LocalPgCluster {
     ///
     /// As for [`query_scalar`](Self::query_scalar).
     pub async fn timeline(&self, index: usize) -> Result<i64, ClusterError> {
-        self.query_scalar(
-            index,
-            "SELECT CASE WHEN pg_is_in_recovery() \
-             THEN (SELECT timeline_id::bigint FROM pg_control_checkpoint()) \
-             ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::bigint END",
-        )
-        .await
+        self.query_scalar(index, TIMELINE_SQL).await
     }
 
     /// The current WAL position of node `index`: the insert position on a
@@ -118,9 +106,8 @@ impl LocalPgCluster {
         self.poll_until(info, &what, || async move {
             let client = connect_port(&info.name, info.port, self.opts.query_timeout).await?;
             let sql = "SELECT coalesce(pg_last_wal_replay_lsn() >= $1, false)";
-            let row = self
-                .timed(&info.name, sql, client.query_one(sql, &[&lsn]))
-                .await?;
+            let timeout = self.opts.query_timeout;
+            let row = timed(&info.name, sql, timeout, client.query_one(sql, &[&lsn])).await?;
             Ok(row.get::<_, bool>(0))
         })
         .await
@@ -146,30 +133,59 @@ impl LocalPgCluster {
         futures_util::future::try_join_all(waits).await?;
         Ok(())
     }
+}
 
-    pub(super) async fn timed<T>(
-        &self,
-        node: &str,
-        sql: &str,
-        fut: impl Future<Output = Result<T, tokio_postgres::Error>>,
-    ) -> Result<T, ClusterError> {
-        match tokio::time::timeout(self.opts.query_timeout, fut).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(source)) => Err(ClusterError::Query {
-                node: node.to_owned(),
-                sql: sql.to_owned(),
-                source,
-            }),
-            Err(_) => Err(ClusterError::QueryTimeout {
-                node: node.to_owned(),
-                sql: sql.to_owned(),
-                timeout: self.opts.query_timeout,
-            }),
-        }
+/// Runs `sql` (simple query protocol) on the server `name` at `port`.
+pub(crate) async fn exec_at(
+    name: &str,
+    port: u16,
+    timeout: Duration,
+    sql: &str,
+) -> Result<(), ClusterError> {
+    let client = connect_port(name, port, timeout).await?;
+    timed(name, sql, timeout, client.batch_execute(sql)).await
+}
+
+/// Runs `sql` on the server `name` at `port` and returns the first column
+/// of its only row.
+pub(crate) async fn scalar_at<T: FromSqlOwned>(
+    name: &str,
+    port: u16,
+    timeout: Duration,
+    sql: &str,
+) -> Result<T, ClusterError> {
+    let client = connect_port(name, port, timeout).await?;
+    let row = timed(name, sql, timeout, client.query_one(sql, &[])).await?;
+    row.try_get(0).map_err(|source| ClusterError::Query {
+        node: name.to_owned(),
+        sql: sql.to_owned(),
+        source,
+    })
+}
+
+/// `fut` (a query on `node`) under `timeout`, its errors named.
+pub(crate) async fn timed<T>(
+    node: &str,
+    sql: &str,
+    timeout: Duration,
+    fut: impl Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, ClusterError> {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(source)) => Err(ClusterError::Query {
+            node: node.to_owned(),
+            sql: sql.to_owned(),
+            source,
+        }),
+        Err(_) => Err(ClusterError::QueryTimeout {
+            node: node.to_owned(),
+            sql: sql.to_owned(),
+            timeout,
+        }),
     }
 }
 
-pub(super) async fn connect_port(
+pub(crate) async fn connect_port(
     name: &str,
     port: u16,
     timeout: Duration,

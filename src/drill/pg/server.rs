@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use super::options::conninfo;
-use super::queries::connect_port;
+use super::queries::{connect_port, timed};
 use super::{
     ClusterError, DB_USER, LocalPgCluster, NODE_CONF, NodeInfo, POLL, PgRole, Server, template,
 };
@@ -248,13 +248,9 @@ impl LocalPgCluster {
                 self.opts.query_timeout,
             )
             .await?;
-            let row = self
-                .timed(
-                    &primary_info.name,
-                    sql,
-                    client.query_one(sql, &[&standby_info.name]),
-                )
-                .await?;
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&standby_info.name];
+            let query = client.query_one(sql, &params);
+            let row = timed(&primary_info.name, sql, self.opts.query_timeout, query).await?;
             Ok(row.get::<_, i64>(0) > 0)
         })
         .await

@@ -22,6 +22,7 @@
 //! [`RedisClusterOptions`], [`RedisNodeInfo`] and [`RedisRole`] are in
 //! `options.rs`.
 
+mod api;
 mod cluster;
 mod faults;
 mod options;
@@ -34,16 +35,19 @@ use std::process::Child;
 use std::sync::Mutex;
 use std::time::Duration;
 
+pub use self::api::RedisCluster;
 pub use self::options::{RedisClusterOptions, RedisNodeInfo, RedisRole};
+#[cfg_attr(not(feature = "testcontainers"), allow(unused_imports))]
+pub(crate) use self::queries::command_on;
 use super::ClusterError;
 use super::process::ServerProcess;
 
 /// How often readiness conditions are polled.
 const POLL: Duration = Duration::from_millis(20);
 /// The number of sentinels started with [`RedisClusterOptions::sentinels`].
-const SENTINELS: usize = 3;
+pub(crate) const SENTINELS: usize = 3;
 /// Their quorum.
-const QUORUM: usize = 2;
+pub(crate) const QUORUM: usize = 2;
 
 /// A local Redis cluster (one master, N replicas, optionally three
 /// sentinels) for tests and failover drills; see the [module docs](self).

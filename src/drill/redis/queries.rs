@@ -4,12 +4,12 @@
 //! them.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ::redis::{AsyncConnectionConfig, ErrorKind, FromRedisValue, RedisError, Value};
 
 use super::options::url;
-use super::{ClusterError, LocalRedisCluster, RedisRole, Target};
+use super::{ClusterError, LocalRedisCluster, POLL, RedisCluster, RedisRole, Target};
 
 /// Commands are shown in errors up to this many characters.
 const SHOWN_COMMAND_CHARS: usize = 120;
@@ -76,19 +76,8 @@ impl LocalRedisCluster {
     /// As for [`exec`](Self::exec); an `INFO` reply without the expected
     /// fields is a [`ClusterError::Redis`].
     pub async fn role(&self, index: usize) -> Result<RedisRole, ClusterError> {
-        let info = self.info_replication(index).await?;
-        role_from_info(&info).ok_or_else(|| ClusterError::Redis {
-            node: self
-                .proc_info(Target::Node(index))
-                .map(|p| p.name)
-                .unwrap_or_default(),
-            command: "INFO replication".to_owned(),
-            source: RedisError::from((
-                ErrorKind::UnexpectedReturnType,
-                "INFO replication lacks the role fields",
-                format!("{info:?}"),
-            )),
-        })
+        let info = self.proc_info(Target::Node(index))?;
+        role_at(&info.name, info.port, self.opts.query_timeout).await
     }
 
     /// The number of keys in node `index`'s database 0 (`DBSIZE`).
@@ -112,21 +101,8 @@ impl LocalRedisCluster {
         index: usize,
         prefix: &str,
     ) -> Result<Vec<String>, ClusterError> {
-        let pattern = format!("{}*", escape_glob(prefix));
-        let mut cursor = "0".to_owned();
-        let mut keys = Vec::new();
-        loop {
-            let args = ["SCAN", &cursor, "MATCH", &pattern, "COUNT", SCAN_COUNT];
-            let (next, batch): (String, Vec<String>) = self.query(index, &args).await?;
-            keys.extend(batch);
-            if next == "0" {
-                break;
-            }
-            cursor = next;
-        }
-        keys.sort_unstable();
-        keys.dedup();
-        Ok(keys)
+        let info = self.proc_info(Target::Node(index))?;
+        keys_at(&info.name, info.port, self.opts.query_timeout, prefix).await
     }
 
     /// Waits until node `index` reports itself a replica whose link to its
@@ -179,40 +155,114 @@ impl LocalRedisCluster {
     /// As for [`exec`](Self::exec) (asking the roles), and as for
     /// [`wait_link_up`](Self::wait_link_up).
     pub async fn wait_caught_up(&self) -> Result<(), ClusterError> {
-        let live: Vec<(usize, u16)> = {
-            let inner = self.lock();
-            inner
-                .nodes
-                .iter()
-                .enumerate()
-                .filter(|(_, n)| n.server.is_some() && !n.frozen)
-                .map(|(i, n)| (i, n.port))
-                .collect()
-        };
-        let roles =
-            futures_util::future::try_join_all(live.iter().map(|&(i, _)| self.role(i))).await?;
-        let offset_of_port: HashMap<u16, i64> = live
-            .iter()
-            .zip(&roles)
-            .map(|(&(_, port), role)| (port, role.offset()))
-            .collect();
-        let waits = live
-            .iter()
-            .zip(&roles)
-            .filter_map(|(&(i, _), role)| match role {
-                RedisRole::Replica { master_port, .. } => offset_of_port
-                    .get(master_port)
-                    .map(|&target| self.wait_replica_offset(i, Some(target))),
-                RedisRole::Master { .. } => None,
-            });
-        futures_util::future::try_join_all(waits).await?;
-        Ok(())
+        wait_replicas_caught_up(self).await
     }
+}
+
+/// [`RedisCluster::wait_caught_up`] for any cluster: every live replica
+/// of a live master waits until its link is up and its offset has reached
+/// the offset its master had when this was called.
+pub(super) async fn wait_replicas_caught_up<C: RedisCluster + ?Sized>(
+    cluster: &C,
+) -> Result<(), ClusterError> {
+    let live: Vec<usize> = (0..cluster.len())
+        .filter(|&i| cluster.is_running(i) && !cluster.is_frozen(i))
+        .collect();
+    let roles = futures_util::future::try_join_all(live.iter().map(|&i| cluster.role(i))).await?;
+    let offset_of_port: HashMap<u16, i64> = live
+        .iter()
+        .zip(&roles)
+        .map(|(&i, role)| (cluster.port(i), role.offset()))
+        .collect();
+    let waits = live.iter().zip(&roles).filter_map(|(&i, role)| match role {
+        RedisRole::Replica { master_port, .. } => offset_of_port
+            .get(master_port)
+            .map(|&target| wait_replica_at(cluster, i, target)),
+        RedisRole::Master { .. } => None,
+    });
+    futures_util::future::try_join_all(waits).await?;
+    Ok(())
+}
+
+/// Waits until node `index` is a replica with its link up at `offset`.
+async fn wait_replica_at<C: RedisCluster + ?Sized>(
+    cluster: &C,
+    index: usize,
+    offset: i64,
+) -> Result<(), ClusterError> {
+    let began = Instant::now();
+    let timeout = cluster.startup_timeout();
+    loop {
+        let last = match cluster.role(index).await {
+            Ok(RedisRole::Replica {
+                link_up: true,
+                offset: at,
+                ..
+            }) if at >= offset => return Ok(()),
+            Ok(role) => format!("{role:?}"),
+            Err(e) => crate::error::chain(&e),
+        };
+        if began.elapsed() >= timeout {
+            return Err(ClusterError::NotReady {
+                node: cluster.name(index),
+                what: format!("its replication link to be up and at offset {offset}"),
+                waited: began.elapsed(),
+                last_error: last,
+                log_tail: String::new(),
+            });
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// The replication role the server `name` on `port` reports.
+pub(super) async fn role_at(
+    name: &str,
+    port: u16,
+    timeout: Duration,
+) -> Result<RedisRole, ClusterError> {
+    let text: String = command_on(name, port, &["INFO", "replication"], timeout).await?;
+    let info = parse_info(&text);
+    role_from_info(&info).ok_or_else(|| ClusterError::Redis {
+        node: name.to_owned(),
+        command: "INFO replication".to_owned(),
+        source: RedisError::from((
+            ErrorKind::UnexpectedReturnType,
+            "INFO replication lacks the role fields",
+            format!("{info:?}"),
+        )),
+    })
+}
+
+/// Every key on the server `name` on `port` that starts with `prefix`,
+/// sorted (`SCAN ... MATCH <prefix>*`, never `KEYS`; glob characters in
+/// `prefix` escaped).
+pub(super) async fn keys_at(
+    name: &str,
+    port: u16,
+    timeout: Duration,
+    prefix: &str,
+) -> Result<Vec<String>, ClusterError> {
+    let pattern = format!("{}*", escape_glob(prefix));
+    let mut cursor = "0".to_owned();
+    let mut keys = Vec::new();
+    loop {
+        let args = ["SCAN", &cursor, "MATCH", &pattern, "COUNT", SCAN_COUNT];
+        let (next, batch): (String, Vec<String>) = command_on(name, port, &args, timeout).await?;
+        keys.extend(batch);
+        if next == "0" {
+            break;
+        }
+        cursor = next;
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    Ok(keys)
 }
 
 /// Connects to the server `name` on `port` and runs `args` on it, each
 /// step limited to `timeout`.
-pub(super) async fn command_on<T: FromRedisValue>(
+pub(crate) async fn command_on<T: FromRedisValue>(
     name: &str,
     port: u16,
     args: &[&str],

@@ -57,7 +57,7 @@ use serde::{Deserialize, Serialize};
 use self::goals::goals;
 use self::measure::{ErrorTally, Milestones, WriteGap, ms, ops_rate, timeline};
 pub use self::sets::{SetCheck, check_sets, fenced_writes};
-use super::scenario::{DrillBackend, Fault, Promotion, Store};
+use super::scenario::{ClusterKind, DrillBackend, Fault, Promotion, Store};
 use super::workload::{ReadRecord, WriteRecord};
 
 /// Width of a [`TimelineBucket`].
@@ -207,6 +207,12 @@ pub struct DrillReport {
     /// The store drilled (reports from before Redis drills: Postgres).
     #[serde(default)]
     pub store: Store,
+    /// Where the cluster ran (reports from before container drills: local).
+    #[serde(default)]
+    pub cluster: ClusterKind,
+    /// What ran the cluster: for containers the network mode and image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_detail: Option<String>,
     /// The fault injected.
     pub fault: Fault,
     /// Who promoted the new primary.
@@ -335,6 +341,8 @@ impl DrillReport {
 
         let mut report = DrillReport {
             store: input.store,
+            cluster: ClusterKind::Local,
+            cluster_detail: None,
             fault: input.fault,
             promotion: input.promotion,
             backend: input.backend,

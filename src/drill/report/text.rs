@@ -32,7 +32,12 @@ fn write_setup(s: &mut String, r: &DrillReport) {
         r.backend.as_str(),
         r.replication_label()
     );
+    let cluster = match &r.cluster_detail {
+        Some(detail) => format!("{} ({detail})", r.cluster.as_str()),
+        None => format!("{} processes", r.cluster.as_str()),
+    };
     let setup: Vec<(&str, String)> = vec![
+        ("cluster", cluster),
         (
             "workload",
             format!(

@@ -177,8 +177,28 @@ pub(super) fn build_report(
         fresh_pool: fresh.map(|f| fresh_pool_figures(&f, data)),
         notes,
     });
+    report.cluster = opts.cluster;
+    report.cluster_detail = cluster_detail(opts);
     explain(&mut report, opts);
     report
+}
+
+/// What ran a container cluster: the network mode and the image.
+fn cluster_detail(opts: &DrillOptions) -> Option<String> {
+    #[cfg(feature = "testcontainers")]
+    if opts.cluster == crate::drill::scenario::ClusterKind::Containers {
+        let settings = opts.container_settings();
+        let image = match opts.store {
+            Store::Postgres => settings.pg_image,
+            Store::Redis => settings.redis_image,
+        };
+        return Some(format!(
+            "{} network, image {image}",
+            settings.network.as_str()
+        ));
+    }
+    let _ = opts;
+    None
 }
 
 /// Where the fresh pool's writes ended up.

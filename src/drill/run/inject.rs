@@ -53,15 +53,18 @@ pub(super) async fn inject<C: DrillCluster>(
     let failed = |what: &str| cluster_err(format!("could not {what} {old}"));
     match injection.fault {
         Fault::Crash => {
-            cluster.kill(0).map_err(failed("kill"))?;
+            cluster.kill(0).await.map_err(failed("kill"))?;
             state.set_fault(at, "Fault", format!("crash: SIGKILL to {tree}"));
         }
         Fault::Freeze => {
-            cluster.freeze(0).map_err(failed("freeze"))?;
+            cluster.freeze(0).await.map_err(failed("freeze"))?;
             state.set_fault(
                 at,
                 "Fault",
-                format!("freeze: SIGSTOP to {tree}, until the end"),
+                format!(
+                    "freeze: {} of {tree}, until the end",
+                    cluster.freeze_how().0
+                ),
             );
         }
         Fault::Blackhole => {
@@ -82,7 +85,7 @@ pub(super) async fn inject<C: DrillCluster>(
             state.mark("Stopped", format!("{old} finished its shutdown"));
         }
         Fault::Flap => {
-            cluster.kill(0).map_err(failed("kill"))?;
+            cluster.kill(0).await.map_err(failed("kill"))?;
             let pause = injection.confirmation / 2;
             state.set_fault(
                 at,
@@ -96,7 +99,7 @@ pub(super) async fn inject<C: DrillCluster>(
             restart_old(&state).await?;
         }
         Fault::RestartOld => {
-            cluster.kill(0).map_err(failed("kill"))?;
+            cluster.kill(0).await.map_err(failed("kill"))?;
             state.set_fault(
                 at,
                 "Fault",
@@ -237,8 +240,11 @@ pub(super) async fn heal<C: DrillCluster>(
     let cluster = &state.cluster;
     let old = state.old_primary();
     match fault {
-        Fault::Freeze => match cluster.thaw(0) {
-            Ok(()) => state.mark("Healed", format!("{old} thawed (SIGCONT)")),
+        Fault::Freeze => match cluster.thaw(0).await {
+            Ok(()) => state.mark(
+                "Healed",
+                format!("{old} thawed ({})", cluster.freeze_how().1),
+            ),
             Err(e) => notes.push(format!("could not thaw {old}: {}", crate::error::chain(&e))),
         },
         Fault::Blackhole => {

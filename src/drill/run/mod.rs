@@ -62,7 +62,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use self::check::{Times, build_report, read_final_data};
-use self::cluster::DrillCluster;
+use self::cluster::{DrillCluster, PgNodes, RedisNodes};
 use self::events::PoolEvents;
 use self::fresh::{FreshRun, fresh_pool_writes};
 use self::inject::{Injection, heal, inject, orchestrate};
@@ -76,7 +76,7 @@ pub use self::progress::{Phase, Progress};
 use self::sentinel::watch_sentinels;
 use self::state::DrillState;
 use super::report::DrillReport;
-use super::scenario::DrillBackend;
+use super::scenario::{ClusterKind, DrillBackend};
 pub use super::scenario::{DrillReadPreference, Fault, Promotion, Store};
 use super::workload::{DrillDriver, Workload};
 use super::{LocalPgCluster, LocalRedisCluster};
@@ -105,15 +105,53 @@ pub async fn run_drill(
 ) -> Result<DrillReport, DrillError> {
     opts.validate()?;
     match opts.backend {
-        DrillBackend::Sqlx => run_with::<SqlxPostgres, LocalPgCluster>(opts, progress).await,
-        DrillBackend::Deadpool => {
-            run_with::<DeadpoolPostgres, LocalPgCluster>(opts, progress).await
-        }
-        DrillBackend::Redis => run_with::<RedisBackend, LocalRedisCluster>(opts, progress).await,
-        DrillBackend::DeadpoolRedis => {
-            run_with::<DeadpoolRedis, LocalRedisCluster>(opts, progress).await
-        }
+        DrillBackend::Sqlx => run_pg::<SqlxPostgres>(opts, progress).await,
+        DrillBackend::Deadpool => run_pg::<DeadpoolPostgres>(opts, progress).await,
+        DrillBackend::Redis => run_redis::<RedisBackend>(opts, progress).await,
+        DrillBackend::DeadpoolRedis => run_redis::<DeadpoolRedis>(opts, progress).await,
     }
+}
+
+/// [`run_drill`] through a Postgres pool of backend `B`, on the cluster
+/// kind `opts` names.
+async fn run_pg<B: DrillDriver>(
+    opts: &DrillOptions,
+    progress: impl FnMut(&Progress),
+) -> Result<DrillReport, DrillError> {
+    match opts.cluster {
+        ClusterKind::Local => run_with::<B, PgNodes<LocalPgCluster>>(opts, progress).await,
+        #[cfg(feature = "testcontainers")]
+        ClusterKind::Containers => {
+            run_with::<B, PgNodes<super::containers::ContainerPgCluster>>(opts, progress).await
+        }
+        #[cfg(not(feature = "testcontainers"))]
+        ClusterKind::Containers => Err(no_containers()),
+    }
+}
+
+/// [`run_drill`] through a Redis pool of backend `B`, on the cluster kind
+/// `opts` names.
+async fn run_redis<B: DrillDriver>(
+    opts: &DrillOptions,
+    progress: impl FnMut(&Progress),
+) -> Result<DrillReport, DrillError> {
+    match opts.cluster {
+        ClusterKind::Local => run_with::<B, RedisNodes<LocalRedisCluster>>(opts, progress).await,
+        #[cfg(feature = "testcontainers")]
+        ClusterKind::Containers => {
+            run_with::<B, RedisNodes<super::containers::ContainerRedisCluster>>(opts, progress)
+                .await
+        }
+        #[cfg(not(feature = "testcontainers"))]
+        ClusterKind::Containers => Err(no_containers()),
+    }
+}
+
+#[cfg(not(feature = "testcontainers"))]
+fn no_containers() -> DrillError {
+    DrillError::InvalidOptions(
+        "--cluster containers needs failover-pool built with the `testcontainers` feature".into(),
+    )
 }
 
 /// [`run_drill`] through a pool of backend `B` on a cluster `C`.

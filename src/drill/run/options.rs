@@ -8,7 +8,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::drill::ClusterError;
-use crate::drill::scenario::{DrillBackend, DrillReadPreference, Fault, Promotion, Store};
+use crate::drill::scenario::{
+    ClusterKind, DrillBackend, DrillReadPreference, Fault, NetworkMode, Promotion, Store,
+};
 use crate::drill::workload::{WorkloadConfig, WriteAck};
 use crate::pool::{PoolConfig, PromotionPolicy};
 
@@ -85,6 +87,16 @@ pub struct DrillOptions {
     pub svg: Option<PathBuf>,
     /// Whether [`run_drill`](super::run_drill) calls its progress callback.
     pub progress: bool,
+    /// Where the cluster runs: local processes (default) or containers
+    /// (feature `testcontainers`).
+    pub cluster: ClusterKind,
+    /// Containers only: the network mode (`None`: `FAILOVER_DRILL_NETWORK`,
+    /// else bridge).
+    pub network: Option<NetworkMode>,
+    /// Containers only: the image of the drilled store, `name:tag`
+    /// (`None`: `FAILOVER_DRILL_PG_IMAGE` / `FAILOVER_DRILL_REDIS_IMAGE`,
+    /// else the mode's default).
+    pub image: Option<String>,
 }
 
 impl Default for DrillOptions {
@@ -112,11 +124,43 @@ impl Default for DrillOptions {
             json: None,
             svg: None,
             progress: true,
+            cluster: ClusterKind::Local,
+            network: None,
+            image: None,
         }
     }
 }
 
 impl DrillOptions {
+    /// The container settings these options describe: from the
+    /// environment ([`ContainerSettings::from_env`](crate::drill::containers::ContainerSettings::from_env)),
+    /// then `network` and `image`.
+    #[cfg(feature = "testcontainers")]
+    pub fn container_settings(&self) -> crate::drill::containers::ContainerSettings {
+        let mut settings = crate::drill::containers::ContainerSettings::from_env();
+        if let Some(network) = self.network {
+            let images = (settings.pg_image.clone(), settings.redis_image.clone());
+            settings = match network {
+                NetworkMode::Host => crate::drill::containers::ContainerSettings::host_network(),
+                NetworkMode::Bridge => crate::drill::containers::ContainerSettings::new(),
+            };
+            // Images named in the environment stay.
+            if std::env::var_os("FAILOVER_DRILL_PG_IMAGE").is_some() {
+                settings.pg_image = images.0;
+            }
+            if std::env::var_os("FAILOVER_DRILL_REDIS_IMAGE").is_some() {
+                settings.redis_image = images.1;
+            }
+        }
+        if let Some(image) = &self.image {
+            match self.store {
+                Store::Postgres => settings.pg_image = image.clone(),
+                Store::Redis => settings.redis_image = image.clone(),
+            }
+        }
+        settings
+    }
+
     /// Checks the settings; the error names the offending option.
     ///
     /// # Errors
@@ -170,6 +214,15 @@ impl DrillOptions {
     /// Checks the settings that depend on the store.
     fn validate_store(&self) -> Result<(), DrillError> {
         let bad = |m: String| Err(DrillError::InvalidOptions(m));
+        if self.cluster == ClusterKind::Containers && !cfg!(feature = "testcontainers") {
+            return bad(
+                "--cluster containers needs failover-pool built with the `testcontainers` feature"
+                    .into(),
+            );
+        }
+        if self.cluster == ClusterKind::Local && (self.network.is_some() || self.image.is_some()) {
+            return bad("--network and --image are for --cluster containers".into());
+        }
         if self.backend.store() != self.store {
             return bad(format!(
                 "--backend {} is a {} client, not a {} one",

@@ -1,9 +1,11 @@
 //! [`DrillCluster`]: what the drill needs from the cluster it runs on,
-//! implemented by [`LocalPgCluster`](crate::drill::LocalPgCluster)
-//! (`pg.rs`) and [`LocalRedisCluster`](crate::drill::LocalRedisCluster)
-//! (`redis.rs`). Everything else in [`run`](super) (the sequence, the
-//! faults, the simulated orchestrator, the final set check) is written once
-//! against this trait.
+//! implemented once per store over the public cluster traits: [`PgNodes`]
+//! for any [`PgCluster`](crate::drill::PgCluster) (`pg.rs`) and
+//! [`RedisNodes`] for any [`RedisCluster`](crate::drill::RedisCluster)
+//! (`redis.rs`), so local processes and containers run the same drill.
+//! Everything else in [`run`](super) (the sequence, the faults, the
+//! simulated orchestrator, the final set check) is written once against
+//! this trait.
 //!
 //! Node 0 is always the first primary, the node the fault hits; node 1 is
 //! the one the simulated orchestrator promotes.
@@ -11,12 +13,15 @@
 mod pg;
 mod redis;
 
+pub(crate) use self::pg::PgNodes;
+pub(crate) use self::redis::RedisNodes;
+
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::options::{DrillError, DrillOptions};
 use crate::drill::ClusterError;
-use crate::drill::scenario::Store;
+use crate::drill::scenario::{ClusterKind, Store};
 
 /// A local cluster a drill runs on: its nodes, the faults the drill
 /// injects into them, the orchestrator's actions and the final reads.
@@ -37,6 +42,17 @@ pub(crate) trait DrillCluster: Send + Sync + Sized + 'static {
     /// Starts the cluster `opts` describes, with the drill's table (if
     /// any) created and every replica caught up.
     fn start(opts: &DrillOptions) -> impl Future<Output = Result<Self, DrillError>> + Send;
+
+    /// Where the servers run.
+    fn kind(&self) -> ClusterKind;
+
+    /// How a freeze is done, and undone (`SIGSTOP`/`SIGCONT`, ...).
+    fn freeze_how(&self) -> (&'static str, &'static str) {
+        match self.kind() {
+            ClusterKind::Local => ("SIGSTOP", "SIGCONT"),
+            ClusterKind::Containers => ("pause (cgroup freezer)", "unpause"),
+        }
+    }
 
     /// Number of data nodes.
     fn node_count(&self) -> usize;
@@ -61,13 +77,13 @@ pub(crate) trait DrillCluster: Send + Sync + Sized + 'static {
     fn url_at(port: u16) -> String;
 
     /// Crashes node `i` (`SIGKILL`).
-    fn kill(&self, i: usize) -> Result<(), ClusterError>;
+    fn kill(&self, i: usize) -> impl Future<Output = Result<(), ClusterError>> + Send;
 
-    /// Hangs node `i` (`SIGSTOP`).
-    fn freeze(&self, i: usize) -> Result<(), ClusterError>;
+    /// Hangs node `i` (`SIGSTOP`, or pauses its container).
+    fn freeze(&self, i: usize) -> impl Future<Output = Result<(), ClusterError>> + Send;
 
     /// Undoes [`freeze`](Self::freeze).
-    fn thaw(&self, i: usize) -> Result<(), ClusterError>;
+    fn thaw(&self, i: usize) -> impl Future<Output = Result<(), ClusterError>> + Send;
 
     /// Stops node `i` gracefully and waits for it to exit.
     fn stop_graceful(&self, i: usize) -> impl Future<Output = Result<(), ClusterError>> + Send;

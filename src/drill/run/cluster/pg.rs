@@ -1,20 +1,46 @@
-//! [`DrillCluster`] for [`LocalPgCluster`]: a primary with one streaming
-//! standby (asynchronous or synchronous), the `drill_writes` table, and
-//! the primary found by its timeline.
+//! [`DrillCluster`] for any [`PgCluster`] ([`PgNodes`]): a primary with one
+//! streaming standby (asynchronous or synchronous), the `drill_writes`
+//! table, and the primary found by its timeline.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::DrillCluster;
 use crate::drill::run::options::{DrillError, DrillOptions, cluster_err};
-use crate::drill::scenario::Store;
+use crate::drill::scenario::{ClusterKind, Store};
 use crate::drill::workload::{ALL_IDS_SQL, TABLE_SQL};
-use crate::drill::{ClusterError, LocalPgCluster, PgClusterOptions};
+use crate::drill::{ClusterError, LocalPgCluster, PgCluster, PgClusterOptions};
 
 /// Limit of the final read of every id on a node.
 const READ_ALL_TIMEOUT: Duration = Duration::from_secs(30);
 
-impl DrillCluster for LocalPgCluster {
+/// A PostgreSQL cluster of kind `C` as the drill sees it.
+#[derive(Debug)]
+pub(crate) struct PgNodes<C>(pub(crate) C);
+
+/// Starting a PostgreSQL cluster of this kind for a drill.
+pub(crate) trait LaunchPg: PgCluster + Sized {
+    /// Starts the cluster `pg` describes, where `opts` says.
+    fn launch(
+        opts: &DrillOptions,
+        pg: PgClusterOptions,
+    ) -> impl Future<Output = Result<Self, ClusterError>> + Send;
+}
+
+impl LaunchPg for LocalPgCluster {
+    async fn launch(_: &DrillOptions, pg: PgClusterOptions) -> Result<Self, ClusterError> {
+        LocalPgCluster::start(pg).await
+    }
+}
+
+#[cfg(feature = "testcontainers")]
+impl LaunchPg for crate::drill::containers::ContainerPgCluster {
+    async fn launch(opts: &DrillOptions, pg: PgClusterOptions) -> Result<Self, ClusterError> {
+        Self::start(pg, opts.container_settings()).await
+    }
+}
+
+impl<C: LaunchPg> DrillCluster for PgNodes<C> {
     const STORE: Store = Store::Postgres;
     const GRACEFUL: &'static str = "fast shutdown (SIGINT)";
     const RESTART: &'static str = "crash recovery";
@@ -22,10 +48,10 @@ impl DrillCluster for LocalPgCluster {
     const RANK: &'static str = "highest timeline";
 
     async fn start(opts: &DrillOptions) -> Result<Self, DrillError> {
-        let cluster =
-            LocalPgCluster::start(PgClusterOptions::new().standbys(1).synchronous(opts.sync))
-                .await
-                .map_err(cluster_err("could not start the PostgreSQL cluster"))?;
+        let pg = PgClusterOptions::new().standbys(1).synchronous(opts.sync);
+        let cluster = C::launch(opts, pg)
+            .await
+            .map_err(cluster_err("could not start the PostgreSQL cluster"))?;
         cluster
             .exec(0, TABLE_SQL)
             .await
@@ -34,59 +60,66 @@ impl DrillCluster for LocalPgCluster {
             .wait_caught_up()
             .await
             .map_err(cluster_err("the standby did not catch up"))?;
-        Ok(cluster)
+        Ok(PgNodes(cluster))
+    }
+
+    fn kind(&self) -> ClusterKind {
+        self.0.kind()
     }
 
     fn node_count(&self) -> usize {
-        self.len()
+        self.0.len()
     }
 
     fn name(&self, i: usize) -> String {
-        self.node(i).name
+        self.0.name(i)
     }
 
     fn port(&self, i: usize) -> u16 {
-        self.node(i).port
+        self.0.port(i)
     }
 
     fn is_running(&self, i: usize) -> bool {
-        self.node(i).running
+        self.0.is_running(i)
     }
 
     fn is_frozen(&self, i: usize) -> bool {
-        self.node(i).frozen
+        self.0.is_frozen(i)
     }
 
     fn process_tree(&self, i: usize) -> String {
-        format!("{} and its backends", self.name(i))
+        match self.0.kind() {
+            ClusterKind::Local => format!("{} and its backends", self.name(i)),
+            ClusterKind::Containers => format!("{}'s container", self.name(i)),
+        }
     }
 
     fn url_at(port: u16) -> String {
-        format!("postgres://postgres@127.0.0.1:{port}/postgres")
+        crate::drill::pg::pg_url(port)
     }
 
-    fn kill(&self, i: usize) -> Result<(), ClusterError> {
-        LocalPgCluster::kill(self, i)
+    async fn kill(&self, i: usize) -> Result<(), ClusterError> {
+        self.0.kill(i).await
     }
 
-    fn freeze(&self, i: usize) -> Result<(), ClusterError> {
-        LocalPgCluster::freeze(self, i)
+    async fn freeze(&self, i: usize) -> Result<(), ClusterError> {
+        self.0.freeze(i).await
     }
 
-    fn thaw(&self, i: usize) -> Result<(), ClusterError> {
-        LocalPgCluster::thaw(self, i)
+    async fn thaw(&self, i: usize) -> Result<(), ClusterError> {
+        self.0.thaw(i).await
     }
 
     async fn stop_graceful(&self, i: usize) -> Result<(), ClusterError> {
-        LocalPgCluster::stop_graceful(self, i).await
+        self.0.stop_graceful(i).await
     }
 
     async fn restart(&self, i: usize) -> Result<(), ClusterError> {
-        LocalPgCluster::restart(self, i).await
+        self.0.restart(i).await
     }
 
     async fn promote(&self, i: usize) -> Result<(), ClusterError> {
-        LocalPgCluster::promote(self, i).await
+        self.0.promote(i).await
     }
 
     async fn answers(url: &str, timeout: Duration) -> bool {
@@ -106,16 +139,16 @@ impl DrillCluster for LocalPgCluster {
     }
 
     async fn primary_rank(&self, i: usize) -> Result<Option<i64>, ClusterError> {
-        if self.is_in_recovery(i).await? {
+        if self.0.is_in_recovery(i).await? {
             return Ok(None);
         }
-        self.timeline(i).await.map(Some)
+        self.0.timeline(i).await.map(Some)
     }
 
     async fn ids_on(&self, i: usize) -> Result<BTreeSet<i64>, DrillError> {
         let name = self.name(i);
         let context = format!("could not read the rows of {name}");
-        let client = self.connect(i).await.map_err(cluster_err(&*context))?;
+        let client = self.0.connect(i).await.map_err(cluster_err(&*context))?;
         let rows =
             match tokio::time::timeout(READ_ALL_TIMEOUT, client.query(ALL_IDS_SQL, &[])).await {
                 Ok(Ok(rows)) => rows,
