@@ -82,8 +82,9 @@ done
 
 t=$(now)
 say "building the examples"
-cargo build --quiet --features sqlx --example compose_pg
-cargo build --quiet --features redis --example compose_redis
+# CARGO_FEATURES: CI passes --all-features to reuse the test build.
+read -r -a features <<<"${CARGO_FEATURES:---features sqlx,redis}"
+cargo build --quiet "${features[@]}" --example compose_pg --example compose_redis
 say "built ($(since "$t"))"
 
 down() {
@@ -136,11 +137,11 @@ done
 say "all $expected services healthy ($(since "$t"))"
 
 t=$(now)
-say "cargo run --features sqlx --example compose_pg"
-cargo run --quiet --features sqlx --example compose_pg
+say "cargo run ${features[*]} --example compose_pg"
+cargo run --quiet "${features[@]}" --example compose_pg
 say "compose_pg passed ($(since "$t"))"
 
 t=$(now)
-say "cargo run --features redis --example compose_redis"
-cargo run --quiet --features redis --example compose_redis
+say "cargo run ${features[*]} --example compose_redis"
+cargo run --quiet "${features[@]}" --example compose_redis
 say "compose_redis passed ($(since "$t"))"

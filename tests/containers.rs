@@ -246,3 +246,40 @@ async fn redis_sentinel_crash_drill_on_containers() {
     );
     assert_ne!(report.survivor, report.old_primary);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_runs_a_drill_on_containers_and_names_the_cluster() {
+    if engine_or_skip("cli_runs_a_drill_on_containers_and_names_the_cluster")
+        .await
+        .is_none()
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_failover-drill"))
+        .args(["redis", "--cluster", "containers", "--duration", "6s"])
+        .args(["--fault-at", "2s", "--writers", "2", "--readers", "2", "-q"])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("cluster   containers ("), "{stdout}");
+    assert!(
+        stdout.contains("crash: SIGKILL to redis0's container"),
+        "{stdout}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["cluster"], "containers");
+    let detail = report["cluster_detail"].as_str().unwrap();
+    assert!(detail.contains("network, image "), "{detail}");
+    assert_eq!(report["lost_acked_writes"], 0);
+}

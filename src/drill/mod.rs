@@ -22,6 +22,11 @@
 //!   [`pause_replication`](LocalRedisCluster::pause_replication) (a lagging
 //!   replica) and sentinel faults, and it waits for a
 //!   [sentinel failover](LocalRedisCluster::wait_sentinel_failover).
+//! * [`PgCluster`] and [`RedisCluster`] are the cluster API both are
+//!   written against, so that a drill or a test runs unchanged on local
+//!   processes and on containers: `containers` (feature
+//!   `testcontainers`) has `ContainerPgCluster` and
+//!   `ContainerRedisCluster`, the same clusters on a Docker engine.
 //! * [`process`] holds the lower-level helpers: locating the server binaries,
 //!   picking free ports, running commands as the server user and signalling
 //!   a server together with all of its children.
@@ -41,7 +46,8 @@
 //!   checked key by key by reading both servers directly.
 //! * [`http`]: local HTTP/1.1 backends with switchable faults.
 //!
-//! Inside this module dependencies point one way: [`cache`] uses [`redis`],
+//! Inside this module dependencies point one way: `containers` uses
+//! [`pg`], [`redis`], [`process`] and [`scenario`]; [`cache`] uses [`redis`],
 //! [`proxy`], [`svg`]'s axis helpers, [`report`]'s `Goal` and [`run`]'s
 //! error; [`run`] uses everything else but [`cache`]; [`svg`] uses [`report`], which uses [`workload`] and
 //! [`scenario`]; [`workload`] uses [`scenario`]; [`pg`] and [`redis`] use

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio_postgres::Client;
 use tokio_postgres::types::FromSqlOwned;
 
-use super::queries::{connect_port, exec_at, scalar_at};
+use super::queries::{TIMELINE_SQL, connect_port, exec_at, scalar_at};
 use super::{ClusterError, LocalPgCluster};
 use crate::drill::scenario::ClusterKind;
 
@@ -188,11 +188,6 @@ pub trait PgCluster: Send + Sync + 'static {
 pub(crate) fn pg_url(port: u16) -> String {
     format!("postgres://postgres@127.0.0.1:{port}/postgres")
 }
-
-/// The timeline a node writes (primary) or last checkpointed on (standby).
-pub(crate) const TIMELINE_SQL: &str = "SELECT CASE WHEN pg_is_in_recovery() \
-     THEN (SELECT timeline_id::bigint FROM pg_control_checkpoint()) \
-     ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::bigint END";
 
 impl PgCluster for LocalPgCluster {
     fn kind(&self) -> ClusterKind {

@@ -7,7 +7,6 @@ use std::time::Duration;
 use tokio_postgres::types::FromSqlOwned;
 use tokio_postgres::{Client, NoTls};
 
-use super::api::TIMELINE_SQL;
 use super::{ClusterError, DB_USER, LocalPgCluster, PgLsn, PgRole};
 
 impl LocalPgCluster {
@@ -134,6 +133,11 @@ impl LocalPgCluster {
         Ok(())
     }
 }
+
+/// The timeline a node writes (primary) or last checkpointed on (standby).
+pub(crate) const TIMELINE_SQL: &str = "SELECT CASE WHEN pg_is_in_recovery() \
+     THEN (SELECT timeline_id::bigint FROM pg_control_checkpoint()) \
+     ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::bigint END";
 
 /// Runs `sql` (simple query protocol) on the server `name` at `port`.
 pub(crate) async fn exec_at(

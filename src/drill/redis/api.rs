@@ -3,14 +3,15 @@
 //! `ContainerRedisCluster` (containers, feature `testcontainers`), so the
 //! same test runs unchanged on either.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use ::redis::{FromRedisValue, Value};
 
 use super::options::url;
-use super::queries::{command_on, keys_at, role_at, wait_replicas_caught_up};
-use super::sentinel::wait_majority_failover;
-use super::{ClusterError, LocalRedisCluster, RedisRole};
+use super::queries::{command_on, keys_at, role_at};
+use super::server::log_excerpt;
+use super::{ClusterError, LocalRedisCluster, POLL, RedisRole};
 use crate::drill::scenario::ClusterKind;
 
 /// A throwaway Redis cluster: a master with replicas and optionally three
@@ -315,5 +316,157 @@ impl RedisCluster for LocalRedisCluster {
         timeout: Duration,
     ) -> Result<usize, ClusterError> {
         LocalRedisCluster::wait_sentinel_failover(self, from_port, timeout).await
+    }
+}
+
+/// The waits of a [`LocalRedisCluster`] that hold for any cluster.
+impl LocalRedisCluster {
+    /// Waits until every live replica has caught up with its master: for
+    /// each node that is running, not frozen and reports itself a replica
+    /// of another running, unfrozen node of the cluster, until its link is
+    /// up and its offset has reached the offset its master had when this
+    /// was called. Replicas whose master is down, frozen or not a node of
+    /// the cluster (a [paused](Self::pause_replication) replica) are
+    /// skipped. Roles are asked live, so this holds after a sentinel has
+    /// re-pointed replicas too.
+    ///
+    /// # Errors
+    ///
+    /// As for [`exec`](Self::exec) (asking the roles), and as for
+    /// [`wait_link_up`](Self::wait_link_up).
+    pub async fn wait_caught_up(&self) -> Result<(), ClusterError> {
+        wait_replicas_caught_up(self).await
+    }
+
+    /// Waits until a majority of the live sentinels (running, not frozen)
+    /// name the same master, on a port other than `from_port`, and returns
+    /// that master's node index. A sentinel that does not answer counts as
+    /// not naming it. Sentinels switch the address they give out at the end
+    /// of a failover, once the promoted replica reports itself a master.
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::NotReady`] (with the answers last seen and the
+    /// sentinels' log tails) when it has not happened within `timeout`;
+    /// [`ClusterError::InvalidState`] when no sentinel is live.
+    pub async fn wait_sentinel_failover(
+        &self,
+        from_port: u16,
+        timeout: Duration,
+    ) -> Result<usize, ClusterError> {
+        wait_majority_failover(self, from_port, timeout, |k| {
+            log_excerpt(&self.sentinel(k).log_path)
+        })
+        .await
+    }
+}
+
+/// [`RedisCluster::wait_caught_up`] for any cluster: every live replica
+/// of a live master waits until its link is up and its offset has reached
+/// the offset its master had when this was called.
+async fn wait_replicas_caught_up<C: RedisCluster + ?Sized>(
+    cluster: &C,
+) -> Result<(), ClusterError> {
+    let live: Vec<usize> = (0..cluster.len())
+        .filter(|&i| cluster.is_running(i) && !cluster.is_frozen(i))
+        .collect();
+    let roles = futures_util::future::try_join_all(live.iter().map(|&i| cluster.role(i))).await?;
+    let offset_of_port: HashMap<u16, i64> = live
+        .iter()
+        .zip(&roles)
+        .map(|(&i, role)| (cluster.port(i), role.offset()))
+        .collect();
+    let waits = live.iter().zip(&roles).filter_map(|(&i, role)| match role {
+        RedisRole::Replica { master_port, .. } => offset_of_port
+            .get(master_port)
+            .map(|&target| wait_replica_at(cluster, i, target)),
+        RedisRole::Master { .. } => None,
+    });
+    futures_util::future::try_join_all(waits).await?;
+    Ok(())
+}
+
+/// Waits until node `index` is a replica with its link up at `offset`.
+async fn wait_replica_at<C: RedisCluster + ?Sized>(
+    cluster: &C,
+    index: usize,
+    offset: i64,
+) -> Result<(), ClusterError> {
+    let began = Instant::now();
+    let timeout = cluster.startup_timeout();
+    loop {
+        let last = match cluster.role(index).await {
+            Ok(RedisRole::Replica {
+                link_up: true,
+                offset: at,
+                ..
+            }) if at >= offset => return Ok(()),
+            Ok(role) => format!("{role:?}"),
+            Err(e) => crate::error::chain(&e),
+        };
+        if began.elapsed() >= timeout {
+            return Err(ClusterError::NotReady {
+                node: cluster.name(index),
+                what: format!("its replication link to be up and at offset {offset}"),
+                waited: began.elapsed(),
+                last_error: last,
+                log_tail: String::new(),
+            });
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// [`RedisCluster::wait_sentinel_failover`] for any cluster;
+/// `log_tail(k)` is shown for each live sentinel `k` when it times out.
+async fn wait_majority_failover<C: RedisCluster + ?Sized>(
+    cluster: &C,
+    from_port: u16,
+    timeout: Duration,
+    log_tail: impl Fn(usize) -> String,
+) -> Result<usize, ClusterError> {
+    let began = Instant::now();
+    loop {
+        let live: Vec<usize> = (0..cluster.sentinel_count())
+            .filter(|&k| cluster.sentinel_is_up(k))
+            .collect();
+        if live.is_empty() {
+            return Err(ClusterError::InvalidState {
+                node: "the sentinels".to_owned(),
+                operation: "wait for a failover by".to_owned(),
+                reason: "none is running and unfrozen".to_owned(),
+            });
+        }
+        let asks = live.iter().map(|&k| cluster.sentinel_master_addr(k));
+        let answers = futures_util::future::join_all(asks).await;
+        let mut votes: HashMap<u16, usize> = HashMap::new();
+        for (_, port) in answers.iter().flatten().flatten() {
+            if *port != from_port {
+                *votes.entry(*port).or_default() += 1;
+            }
+        }
+        let leader = votes.iter().max_by_key(|(_, n)| **n);
+        let mut last = format!("answers of sentinels {live:?}: {answers:?}");
+        if let Some((&port, &n)) = leader
+            && n * 2 > live.len()
+        {
+            match cluster.index_of_port(port) {
+                Some(index) => return Ok(index),
+                None => last = format!("a majority names port {port}, not a node of this cluster"),
+            }
+        }
+        if began.elapsed() >= timeout {
+            let log_tail = live.iter().map(|&k| log_tail(k)).collect::<Vec<_>>();
+            return Err(ClusterError::NotReady {
+                node: "the sentinels".to_owned(),
+                what: format!(
+                    "a majority of the live sentinels to name a master other than port {from_port}"
+                ),
+                waited: began.elapsed(),
+                last_error: last,
+                log_tail: log_tail.join("\n"),
+            });
+        }
+        tokio::time::sleep(POLL * 5).await;
     }
 }

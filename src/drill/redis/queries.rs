@@ -4,12 +4,12 @@
 //! them.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ::redis::{AsyncConnectionConfig, ErrorKind, FromRedisValue, RedisError, Value};
 
 use super::options::url;
-use super::{ClusterError, LocalRedisCluster, POLL, RedisCluster, RedisRole, Target};
+use super::{ClusterError, LocalRedisCluster, RedisRole, Target};
 
 /// Commands are shown in errors up to this many characters.
 const SHOWN_COMMAND_CHARS: usize = 120;
@@ -139,79 +139,6 @@ impl LocalRedisCluster {
             })
         })
         .await
-    }
-
-    /// Waits until every live replica has caught up with its master: for
-    /// each node that is running, not frozen and reports itself a replica
-    /// of another running, unfrozen node of the cluster, until its link is
-    /// up and its offset has reached the offset its master had when this
-    /// was called. Replicas whose master is down, frozen or not a node of
-    /// the cluster (a [paused](Self::pause_replication) replica) are
-    /// skipped. Roles are asked live, so this holds after a sentinel has
-    /// re-pointed replicas too.
-    ///
-    /// # Errors
-    ///
-    /// As for [`exec`](Self::exec) (asking the roles), and as for
-    /// [`wait_link_up`](Self::wait_link_up).
-    pub async fn wait_caught_up(&self) -> Result<(), ClusterError> {
-        wait_replicas_caught_up(self).await
-    }
-}
-
-/// [`RedisCluster::wait_caught_up`] for any cluster: every live replica
-/// of a live master waits until its link is up and its offset has reached
-/// the offset its master had when this was called.
-pub(super) async fn wait_replicas_caught_up<C: RedisCluster + ?Sized>(
-    cluster: &C,
-) -> Result<(), ClusterError> {
-    let live: Vec<usize> = (0..cluster.len())
-        .filter(|&i| cluster.is_running(i) && !cluster.is_frozen(i))
-        .collect();
-    let roles = futures_util::future::try_join_all(live.iter().map(|&i| cluster.role(i))).await?;
-    let offset_of_port: HashMap<u16, i64> = live
-        .iter()
-        .zip(&roles)
-        .map(|(&i, role)| (cluster.port(i), role.offset()))
-        .collect();
-    let waits = live.iter().zip(&roles).filter_map(|(&i, role)| match role {
-        RedisRole::Replica { master_port, .. } => offset_of_port
-            .get(master_port)
-            .map(|&target| wait_replica_at(cluster, i, target)),
-        RedisRole::Master { .. } => None,
-    });
-    futures_util::future::try_join_all(waits).await?;
-    Ok(())
-}
-
-/// Waits until node `index` is a replica with its link up at `offset`.
-async fn wait_replica_at<C: RedisCluster + ?Sized>(
-    cluster: &C,
-    index: usize,
-    offset: i64,
-) -> Result<(), ClusterError> {
-    let began = Instant::now();
-    let timeout = cluster.startup_timeout();
-    loop {
-        let last = match cluster.role(index).await {
-            Ok(RedisRole::Replica {
-                link_up: true,
-                offset: at,
-                ..
-            }) if at >= offset => return Ok(()),
-            Ok(role) => format!("{role:?}"),
-            Err(e) => crate::error::chain(&e),
-        };
-        if began.elapsed() >= timeout {
-            return Err(ClusterError::NotReady {
-                node: cluster.name(index),
-                what: format!("its replication link to be up and at offset {offset}"),
-                waited: began.elapsed(),
-                last_error: last,
-                log_tail: String::new(),
-            });
-        }
-        tokio::time::sleep(POLL).await;
     }
 }
 

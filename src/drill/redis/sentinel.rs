@@ -4,13 +4,13 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ::redis::FromRedisValue;
 use nix::sys::signal::Signal;
 
-use super::server::{log_excerpt, quote};
-use super::{ClusterError, LocalRedisCluster, POLL, QUORUM, RedisCluster, Target};
+use super::server::quote;
+use super::{ClusterError, LocalRedisCluster, QUORUM, Target};
 
 /// A sentinel's view of one replica or sentinel (`SENTINEL REPLICAS` /
 /// `SENTINEL SENTINELS` entries are field/value lists).
@@ -123,28 +123,6 @@ impl LocalRedisCluster {
             .await
     }
 
-    /// Waits until a majority of the live sentinels (running, not frozen)
-    /// name the same master, on a port other than `from_port`, and returns
-    /// that master's node index. A sentinel that does not answer counts as
-    /// not naming it. Sentinels switch the address they give out at the end
-    /// of a failover, once the promoted replica reports itself a master.
-    ///
-    /// # Errors
-    ///
-    /// [`ClusterError::NotReady`] (with the answers last seen and the
-    /// sentinels' log tails) when it has not happened within `timeout`;
-    /// [`ClusterError::InvalidState`] when no sentinel is live.
-    pub async fn wait_sentinel_failover(
-        &self,
-        from_port: u16,
-        timeout: Duration,
-    ) -> Result<usize, ClusterError> {
-        wait_majority_failover(self, from_port, timeout, |k| {
-            log_excerpt(&self.sentinel(k).log_path)
-        })
-        .await
-    }
-
     /// Crashes sentinel `index` (`SIGKILL`).
     ///
     /// # Errors
@@ -187,60 +165,6 @@ impl LocalRedisCluster {
         self.ensure_stopped(target)?;
         self.spawn_server(target, None)?;
         self.wait_ping(target).await
-    }
-}
-
-/// [`RedisCluster::wait_sentinel_failover`] for any cluster;
-/// `log_tail(k)` is shown for each live sentinel `k` when it times out.
-pub(super) async fn wait_majority_failover<C: RedisCluster + ?Sized>(
-    cluster: &C,
-    from_port: u16,
-    timeout: Duration,
-    log_tail: impl Fn(usize) -> String,
-) -> Result<usize, ClusterError> {
-    let began = Instant::now();
-    loop {
-        let live: Vec<usize> = (0..cluster.sentinel_count())
-            .filter(|&k| cluster.sentinel_is_up(k))
-            .collect();
-        if live.is_empty() {
-            return Err(ClusterError::InvalidState {
-                node: "the sentinels".to_owned(),
-                operation: "wait for a failover by".to_owned(),
-                reason: "none is running and unfrozen".to_owned(),
-            });
-        }
-        let asks = live.iter().map(|&k| cluster.sentinel_master_addr(k));
-        let answers = futures_util::future::join_all(asks).await;
-        let mut votes: HashMap<u16, usize> = HashMap::new();
-        for (_, port) in answers.iter().flatten().flatten() {
-            if *port != from_port {
-                *votes.entry(*port).or_default() += 1;
-            }
-        }
-        let leader = votes.iter().max_by_key(|(_, n)| **n);
-        let mut last = format!("answers of sentinels {live:?}: {answers:?}");
-        if let Some((&port, &n)) = leader
-            && n * 2 > live.len()
-        {
-            match cluster.index_of_port(port) {
-                Some(index) => return Ok(index),
-                None => last = format!("a majority names port {port}, not a node of this cluster"),
-            }
-        }
-        if began.elapsed() >= timeout {
-            let log_tail = live.iter().map(|&k| log_tail(k)).collect::<Vec<_>>();
-            return Err(ClusterError::NotReady {
-                node: "the sentinels".to_owned(),
-                what: format!(
-                    "a majority of the live sentinels to name a master other than port {from_port}"
-                ),
-                waited: began.elapsed(),
-                last_error: last,
-                log_tail: log_tail.join("\n"),
-            });
-        }
-        tokio::time::sleep(POLL * 5).await;
     }
 }
 
