@@ -283,3 +283,49 @@ async fn cli_runs_a_drill_on_containers_and_names_the_cluster() {
     assert!(detail.contains("network, image "), "{detail}");
     assert_eq!(report["lost_acked_writes"], 0);
 }
+
+/// The drill containers this process owns, running or not.
+async fn my_containers() -> Vec<String> {
+    use bollard::query_parameters::ListContainersOptions;
+    let docker = bollard::Docker::connect_with_defaults().unwrap();
+    let label = format!("io.failover-pool.drill.owner={}", std::process::id());
+    let options = ListContainersOptions {
+        all: true,
+        filters: Some([("label".to_owned(), vec![label])].into()),
+        ..Default::default()
+    };
+    let list = docker.list_containers(Some(options)).await.unwrap();
+    list.into_iter()
+        .filter_map(|c| c.names?.into_iter().next())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_are_removed_when_a_test_panics() {
+    let Some(settings) = engine_or_skip("containers_are_removed_when_a_test_panics").await else {
+        return;
+    };
+    let opts = RedisClusterOptions::new().replicas(1);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(async move {
+        let cluster = ContainerRedisCluster::start(opts, settings).await.unwrap();
+        let names: Vec<String> = (0..cluster.len())
+            .map(|i| format!("/{}", cluster.container_name(i)))
+            .collect();
+        tx.send((names, my_containers().await)).unwrap();
+        cluster.freeze(1).await.unwrap(); // a paused container is removed too
+        panic!("a test fails while its cluster runs");
+    });
+    let err = task.await.unwrap_err();
+    assert!(err.is_panic());
+    let (ours, before) = rx.await.unwrap();
+    assert!(
+        ours.iter().all(|n| before.contains(n)),
+        "{ours:?} not listed in {before:?}"
+    );
+    let left = my_containers().await;
+    assert!(
+        ours.iter().all(|n| !left.contains(n)),
+        "left behind: {ours:?} among {left:?}"
+    );
+}

@@ -16,6 +16,8 @@ use crate::drill::ClusterError;
 
 /// The label every drill container carries: the owning process id.
 pub(crate) const OWNER_LABEL: &str = "io.failover-pool.drill.owner";
+/// Whether [`engine_or_skip`] has said why it skips.
+static SKIP_SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 /// How long asking the engine whether it is there may take.
 const PING_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -44,8 +46,9 @@ pub async fn engine_available() -> Result<String, ClusterError> {
 }
 
 /// For tests that need containers: the [`ContainerSettings`] from the
-/// environment when an engine answers; otherwise `None` after printing one
-/// line that says why the test `name` is skipped.
+/// environment when an engine answers; otherwise `None`, and the first
+/// such call of the process prints one line to standard error (past the
+/// test harness's output capture) saying why the container tests skip.
 ///
 /// # Panics
 ///
@@ -62,9 +65,15 @@ pub async fn engine_or_skip(name: &str) -> Option<ContainerSettings> {
                     "{name}: containers are required here (FAILOVER_POOL_REQUIRE_CONTAINERS or CI is set) but {why}"
                 );
             }
-            eprintln!(
-                "skipping {name}: no container engine ({why}); start one with `scripts/engine.sh run cargo test ...` or set DOCKER_HOST"
-            );
+            // Once per process, and past the test harness's capture of
+            // `eprintln!`, so `cargo test` shows it.
+            if !SKIP_SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                use std::io::Write as _;
+                let _ = writeln!(
+                    std::io::stderr().lock(),
+                    "skipping the container tests (first: {name}): no container engine ({why}); start one with `scripts/engine.sh run cargo test ...` or set DOCKER_HOST"
+                );
+            }
             None
         }
     }

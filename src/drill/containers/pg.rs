@@ -94,6 +94,15 @@ impl ContainerPgCluster {
         self.fleet.settings()
     }
 
+    /// The container name of node `index` (for `docker logs`, say).
+    ///
+    /// # Panics
+    ///
+    /// When `index` is out of range.
+    pub fn container_name(&self, index: usize) -> String {
+        self.fleet.container_name(&self.at(index).name)
+    }
+
     /// Node `index`, or [`ClusterError::NoSuchNode`].
     fn member(&self, index: usize) -> Result<&Member, ClusterError> {
         self.nodes.get(index).ok_or(ClusterError::NoSuchNode {

@@ -103,6 +103,15 @@ impl ContainerRedisCluster {
         self.fleet.settings()
     }
 
+    /// The container name of node `index` (for `docker logs`, say).
+    ///
+    /// # Panics
+    ///
+    /// When `index` is out of range.
+    pub fn container_name(&self, index: usize) -> String {
+        self.fleet.container_name(&self.at(index).name)
+    }
+
     /// Crashes sentinel `index` (`SIGKILL` to its container).
     ///
     /// # Errors
