@@ -15,8 +15,9 @@ use failover_pool::drill::containers::{
     ContainerPgCluster, ContainerRedisCluster, ContainerSettings, NetworkMode, engine_or_skip,
 };
 use failover_pool::drill::{
-    ClusterError, ClusterKind, DrillOptions, Fault, LocalPgCluster, LocalRedisCluster, PgCluster,
-    PgClusterOptions, Promotion, RedisCluster, RedisClusterOptions, RedisRole, Store, run_drill,
+    Cluster, ClusterError, ClusterKind, DrillOptions, Fault, LocalPgCluster, LocalRedisCluster,
+    PgCluster, PgClusterOptions, Promotion, RedisCluster, RedisClusterOptions, RedisRole, Store,
+    run_drill,
 };
 
 /// Crash the primary, promote the standby, restart the old primary: it

@@ -22,8 +22,9 @@
 //!   [`pause_replication`](LocalRedisCluster::pause_replication) (a lagging
 //!   replica) and sentinel faults, and it waits for a
 //!   [sentinel failover](LocalRedisCluster::wait_sentinel_failover).
-//! * [`PgCluster`] and [`RedisCluster`] are the cluster API both are
-//!   written against, so that a drill or a test runs unchanged on local
+//! * [`Cluster`] (nodes and faults) with [`PgCluster`] and
+//!   [`RedisCluster`] on top (each store's queries) are the cluster API
+//!   both are written against, so that a drill or a test runs unchanged on local
 //!   processes and on containers: `containers` (feature
 //!   `testcontainers`) has `ContainerPgCluster` and
 //!   `ContainerRedisCluster`, the same clusters on a Docker engine.
@@ -99,6 +100,7 @@
 use std::time::Duration;
 
 pub mod cache;
+mod cluster;
 #[cfg(feature = "testcontainers")]
 pub mod containers;
 pub mod event_log;
@@ -114,6 +116,7 @@ pub mod scenario;
 pub mod svg;
 pub mod workload;
 
+pub use cluster::Cluster;
 pub use pg::{LocalPgCluster, PgCluster, PgClusterOptions, PgLsn, PgNode, PgRole};
 pub use process::{ProcessGroup, ServerUser};
 pub use proxy::{FaultProxy, ProxyMode};

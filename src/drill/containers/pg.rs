@@ -10,7 +10,7 @@ use super::fleet::{Fleet, Member, Spec, wait_until};
 use super::scripts::{self, PgStart};
 use crate::drill::process::free_ports;
 use crate::drill::scenario::ClusterKind;
-use crate::drill::{ClusterError, PgCluster, PgClusterOptions, PgLsn};
+use crate::drill::{Cluster, ClusterError, PgCluster, PgClusterOptions, PgLsn};
 
 /// A PostgreSQL primary with `standbys` streaming standbys, each in its
 /// own container; the twin of [`LocalPgCluster`](crate::drill::LocalPgCluster)
@@ -174,7 +174,7 @@ async fn run_node(
     fleet.run(spec).await
 }
 
-impl PgCluster for ContainerPgCluster {
+impl Cluster for ContainerPgCluster {
     fn kind(&self) -> ClusterKind {
         ClusterKind::Containers
     }
@@ -197,10 +197,6 @@ impl PgCluster for ContainerPgCluster {
 
     fn is_frozen(&self, index: usize) -> bool {
         self.at(index).is_frozen()
-    }
-
-    fn primary_index(&self) -> usize {
-        self.primary.load(Ordering::SeqCst)
     }
 
     fn query_timeout(&self) -> Duration {
@@ -250,6 +246,12 @@ impl PgCluster for ContainerPgCluster {
         self.upstream.lock().unwrap_or_else(|e| e.into_inner())[index] = None;
         self.primary.store(index, Ordering::SeqCst);
         Ok(())
+    }
+}
+
+impl PgCluster for ContainerPgCluster {
+    fn primary_index(&self) -> usize {
+        self.primary.load(Ordering::SeqCst)
     }
 
     async fn wait_caught_up(&self) -> Result<(), ClusterError> {

@@ -14,7 +14,7 @@ use super::scripts::{self, SentinelConf};
 use crate::drill::process::free_ports;
 use crate::drill::redis::{QUORUM, SENTINELS, command_on};
 use crate::drill::scenario::ClusterKind;
-use crate::drill::{ClusterError, RedisCluster, RedisClusterOptions};
+use crate::drill::{Cluster, ClusterError, RedisCluster, RedisClusterOptions};
 
 /// A Redis master with `replicas` replicas (and three Sentinels with
 /// [`RedisClusterOptions::sentinels`]), each in its own container; the
@@ -247,7 +247,7 @@ impl ContainerRedisCluster {
     }
 }
 
-impl RedisCluster for ContainerRedisCluster {
+impl Cluster for ContainerRedisCluster {
     fn kind(&self) -> ClusterKind {
         ClusterKind::Containers
     }
@@ -274,27 +274,6 @@ impl RedisCluster for ContainerRedisCluster {
 
     fn query_timeout(&self) -> Duration {
         self.opts.query_timeout
-    }
-
-    fn startup_timeout(&self) -> Duration {
-        self.opts.startup_timeout
-    }
-
-    fn master_name(&self) -> String {
-        self.opts.master_name.clone()
-    }
-
-    fn sentinel_count(&self) -> usize {
-        self.sentinels.len()
-    }
-
-    fn sentinel_port(&self, index: usize) -> u16 {
-        self.sentinels[index].port
-    }
-
-    fn sentinel_is_up(&self, index: usize) -> bool {
-        let s = &self.sentinels[index];
-        s.is_running() && !s.is_frozen()
     }
 
     async fn kill(&self, index: usize) -> Result<(), ClusterError> {
@@ -327,6 +306,29 @@ impl RedisCluster for ContainerRedisCluster {
         self.exec(index, &["REPLICAOF", "NO", "ONE"])
             .await
             .map(drop)
+    }
+}
+
+impl RedisCluster for ContainerRedisCluster {
+    fn startup_timeout(&self) -> Duration {
+        self.opts.startup_timeout
+    }
+
+    fn master_name(&self) -> String {
+        self.opts.master_name.clone()
+    }
+
+    fn sentinel_count(&self) -> usize {
+        self.sentinels.len()
+    }
+
+    fn sentinel_port(&self, index: usize) -> u16 {
+        self.sentinels[index].port
+    }
+
+    fn sentinel_is_up(&self, index: usize) -> bool {
+        let s = &self.sentinels[index];
+        s.is_running() && !s.is_frozen()
     }
 
     /// `REPLICAOF <host> <port>` with the master's address as the

@@ -10,6 +10,7 @@ use tokio_postgres::types::FromSqlOwned;
 
 use super::queries::{TIMELINE_SQL, connect_port, exec_at, scalar_at};
 use super::{ClusterError, LocalPgCluster};
+use crate::drill::Cluster;
 use crate::drill::scenario::ClusterKind;
 
 /// A throwaway PostgreSQL cluster: a primary and streaming standbys on
@@ -39,47 +40,13 @@ use crate::drill::scenario::ClusterKind;
 /// # Ok(()) }
 /// ```
 ///
-/// On [`LocalPgCluster`], `kill`, `freeze` and `thaw` also exist as
-/// synchronous inherent methods (a signal); the trait's are `async`
-/// because a container engine is asked over its API.
-pub trait PgCluster: Send + Sync + 'static {
-    /// Where the servers run.
-    fn kind(&self) -> ClusterKind;
-
-    /// Number of nodes (primary plus standbys).
-    fn len(&self) -> usize;
-
-    /// Always false: a cluster has at least its primary.
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Node `index`'s name (`pg0`, `pg1`, ...).
-    ///
-    /// # Panics
-    ///
-    /// When `index` is out of range, like slice indexing.
-    fn name(&self, index: usize) -> String;
-
-    /// The port node `index` is reached on at 127.0.0.1.
-    ///
-    /// # Panics
-    ///
-    /// When `index` is out of range.
-    fn port(&self, index: usize) -> u16;
-
-    /// Whether node `index`'s server runs (possibly frozen).
-    fn is_running(&self, index: usize) -> bool;
-
-    /// Whether node `index` is frozen.
-    fn is_frozen(&self, index: usize) -> bool;
-
+/// The nodes and their faults (`kill`, `freeze`, `thaw`, `stop_graceful`,
+/// `restart`, `promote`) come from the supertrait [`Cluster`], common to
+/// both stores.
+pub trait PgCluster: Cluster {
     /// The node the cluster treats as primary: 0, then the last one
     /// [`promote`](Self::promote)d.
     fn primary_index(&self) -> usize;
-
-    /// The time limit of each query and connection attempt.
-    fn query_timeout(&self) -> Duration;
 
     /// `postgres://postgres@127.0.0.1:<port>/postgres` for node `index`.
     fn url(&self, index: usize) -> String {
@@ -90,29 +57,6 @@ pub trait PgCluster: Send + Sync + 'static {
     fn urls(&self) -> Vec<String> {
         (0..self.len()).map(|i| self.url(i)).collect()
     }
-
-    /// Crashes node `index` (`SIGKILL` to the server and all its
-    /// processes): connections reset, new ones refused.
-    fn kill(&self, index: usize) -> impl Future<Output = Result<(), ClusterError>> + Send;
-
-    /// Hangs node `index` (`SIGSTOP`, or the engine's `pause`): open
-    /// connections stall, nothing answers.
-    fn freeze(&self, index: usize) -> impl Future<Output = Result<(), ClusterError>> + Send;
-
-    /// Undoes [`freeze`](Self::freeze).
-    fn thaw(&self, index: usize) -> impl Future<Output = Result<(), ClusterError>> + Send;
-
-    /// Stops node `index` with a fast shutdown (`SIGINT`) and waits for it
-    /// to exit.
-    fn stop_graceful(&self, index: usize) -> impl Future<Output = Result<(), ClusterError>> + Send;
-
-    /// Starts a stopped (killed or stopped) node `index` again with its data
-    /// and configuration as they were: a former primary comes back as a
-    /// primary on its old timeline (split brain, on purpose).
-    fn restart(&self, index: usize) -> impl Future<Output = Result<(), ClusterError>> + Send;
-
-    /// Promotes standby `index` (`pg_promote`), as an orchestrator would.
-    fn promote(&self, index: usize) -> impl Future<Output = Result<(), ClusterError>> + Send;
 
     /// Waits until every running standby has replayed its primary's
     /// current WAL position.
@@ -189,7 +133,7 @@ pub(crate) fn pg_url(port: u16) -> String {
     format!("postgres://postgres@127.0.0.1:{port}/postgres")
 }
 
-impl PgCluster for LocalPgCluster {
+impl Cluster for LocalPgCluster {
     fn kind(&self) -> ClusterKind {
         ClusterKind::Local
     }
@@ -212,10 +156,6 @@ impl PgCluster for LocalPgCluster {
 
     fn is_frozen(&self, index: usize) -> bool {
         self.node(index).frozen
-    }
-
-    fn primary_index(&self) -> usize {
-        LocalPgCluster::primary_index(self)
     }
 
     fn query_timeout(&self) -> Duration {
@@ -244,6 +184,12 @@ impl PgCluster for LocalPgCluster {
 
     async fn promote(&self, index: usize) -> Result<(), ClusterError> {
         LocalPgCluster::promote(self, index).await
+    }
+}
+
+impl PgCluster for LocalPgCluster {
+    fn primary_index(&self) -> usize {
+        LocalPgCluster::primary_index(self)
     }
 
     async fn wait_caught_up(&self) -> Result<(), ClusterError> {

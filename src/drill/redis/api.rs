@@ -12,6 +12,7 @@ use super::options::url;
 use super::queries::{command_on, keys_at, role_at};
 use super::server::log_excerpt;
 use super::{ClusterError, LocalRedisCluster, POLL, RedisRole};
+use crate::drill::Cluster;
 use crate::drill::scenario::ClusterKind;
 
 /// A throwaway Redis cluster: a master with replicas and optionally three
@@ -37,44 +38,10 @@ use crate::drill::scenario::ClusterKind;
 /// }
 /// ```
 ///
-/// On [`LocalRedisCluster`], `kill`, `freeze` and `thaw` also exist as
-/// synchronous inherent methods (a signal); the trait's are `async`
-/// because a container engine is asked over its API.
-pub trait RedisCluster: Send + Sync + 'static {
-    /// Where the servers run.
-    fn kind(&self) -> ClusterKind;
-
-    /// Number of data nodes (master plus replicas).
-    fn len(&self) -> usize;
-
-    /// Always false: a cluster has at least its master.
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Node `index`'s name (`redis0`, `redis1`, ...).
-    ///
-    /// # Panics
-    ///
-    /// When `index` is out of range, like slice indexing.
-    fn name(&self, index: usize) -> String;
-
-    /// The port node `index` is reached on at 127.0.0.1.
-    ///
-    /// # Panics
-    ///
-    /// When `index` is out of range.
-    fn port(&self, index: usize) -> u16;
-
-    /// Whether node `index`'s server runs (possibly frozen).
-    fn is_running(&self, index: usize) -> bool;
-
-    /// Whether node `index` is frozen.
-    fn is_frozen(&self, index: usize) -> bool;
-
-    /// The time limit of each command and connection attempt.
-    fn query_timeout(&self) -> Duration;
-
+/// The nodes and their faults (`kill`, `freeze`, `thaw`, `stop_graceful`,
+/// `restart`, `promote`) come from the supertrait [`Cluster`], common to
+/// both stores.
+pub trait RedisCluster: Cluster {
     /// The time limit of the waits ([`wait_caught_up`](Self::wait_caught_up)).
     fn startup_timeout(&self) -> Duration;
 
@@ -115,26 +82,6 @@ pub trait RedisCluster: Send + Sync + 'static {
     fn index_of_port(&self, port: u16) -> Option<usize> {
         (0..self.len()).find(|&i| self.port(i) == port)
     }
-
-    /// Crashes node `index` (`SIGKILL`).
-    fn kill(&self, index: usize) -> impl Future<Output = Result<(), ClusterError>> + Send;
-
-    /// Hangs node `index` (`SIGSTOP`, or the engine's `pause`).
-    fn freeze(&self, index: usize) -> impl Future<Output = Result<(), ClusterError>> + Send;
-
-    /// Undoes [`freeze`](Self::freeze).
-    fn thaw(&self, index: usize) -> impl Future<Output = Result<(), ClusterError>> + Send;
-
-    /// Stops node `index` (`SIGTERM`; nothing is saved) and waits for it
-    /// to exit.
-    fn stop_graceful(&self, index: usize) -> impl Future<Output = Result<(), ClusterError>> + Send;
-
-    /// Starts a stopped node `index` again, as a master, empty (no
-    /// persistence) and with a fresh replication id.
-    fn restart(&self, index: usize) -> impl Future<Output = Result<(), ClusterError>> + Send;
-
-    /// Makes node `index` a master (`REPLICAOF NO ONE`).
-    fn promote(&self, index: usize) -> impl Future<Output = Result<(), ClusterError>> + Send;
 
     /// Makes node `index` a replica of node `master`.
     fn replicaof(
@@ -228,7 +175,7 @@ pub trait RedisCluster: Send + Sync + 'static {
     }
 }
 
-impl RedisCluster for LocalRedisCluster {
+impl Cluster for LocalRedisCluster {
     fn kind(&self) -> ClusterKind {
         ClusterKind::Local
     }
@@ -257,6 +204,32 @@ impl RedisCluster for LocalRedisCluster {
         self.opts.query_timeout
     }
 
+    async fn kill(&self, index: usize) -> Result<(), ClusterError> {
+        LocalRedisCluster::kill(self, index)
+    }
+
+    async fn freeze(&self, index: usize) -> Result<(), ClusterError> {
+        LocalRedisCluster::freeze(self, index)
+    }
+
+    async fn thaw(&self, index: usize) -> Result<(), ClusterError> {
+        LocalRedisCluster::thaw(self, index)
+    }
+
+    async fn stop_graceful(&self, index: usize) -> Result<(), ClusterError> {
+        LocalRedisCluster::stop_graceful(self, index).await
+    }
+
+    async fn restart(&self, index: usize) -> Result<(), ClusterError> {
+        LocalRedisCluster::restart(self, index).await
+    }
+
+    async fn promote(&self, index: usize) -> Result<(), ClusterError> {
+        LocalRedisCluster::promote(self, index).await
+    }
+}
+
+impl RedisCluster for LocalRedisCluster {
     fn startup_timeout(&self) -> Duration {
         self.opts.startup_timeout
     }
@@ -280,30 +253,6 @@ impl RedisCluster for LocalRedisCluster {
 
     fn index_of_port(&self, port: u16) -> Option<usize> {
         LocalRedisCluster::index_of_port(self, port)
-    }
-
-    async fn kill(&self, index: usize) -> Result<(), ClusterError> {
-        LocalRedisCluster::kill(self, index)
-    }
-
-    async fn freeze(&self, index: usize) -> Result<(), ClusterError> {
-        LocalRedisCluster::freeze(self, index)
-    }
-
-    async fn thaw(&self, index: usize) -> Result<(), ClusterError> {
-        LocalRedisCluster::thaw(self, index)
-    }
-
-    async fn stop_graceful(&self, index: usize) -> Result<(), ClusterError> {
-        LocalRedisCluster::stop_graceful(self, index).await
-    }
-
-    async fn restart(&self, index: usize) -> Result<(), ClusterError> {
-        LocalRedisCluster::restart(self, index).await
-    }
-
-    async fn promote(&self, index: usize) -> Result<(), ClusterError> {
-        LocalRedisCluster::promote(self, index).await
     }
 
     async fn replicaof(&self, index: usize, master: usize) -> Result<(), ClusterError> {

@@ -33,8 +33,12 @@
 //!    compute the report.
 //!
 //! [`run_drill`] reads as that sequence and is written once for both
-//! stores: what differs is behind the `DrillCluster` trait (the cluster,
-//! its faults, the orchestrator's promotion, the final reads; `cluster/`)
+//! stores and both cluster kinds (local processes, containers:
+//! [`DrillOptions::cluster`]): what differs is behind the `DrillCluster`
+//! trait (the cluster, its faults, the orchestrator's promotion, the final
+//! reads; `cluster/`, implemented once per store over the public
+//! [`PgCluster`](crate::drill::PgCluster) and
+//! [`RedisCluster`](crate::drill::RedisCluster) traits)
 //! and [`DrillDriver`] (the workload's two operations). Each step is a
 //! named function here or in a private submodule: the options and errors
 //! ([`DrillOptions`], [`DrillError`]), how the pool reaches the nodes, the
