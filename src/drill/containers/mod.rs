@@ -53,7 +53,7 @@
 //!
 //! ```no_run
 //! use failover_pool::drill::containers::{engine_or_skip, ContainerPgCluster};
-//! use failover_pool::drill::{PgCluster, PgClusterOptions};
+//! use failover_pool::drill::{Cluster, PgClusterOptions};
 //!
 //! # async fn demo() -> Result<(), failover_pool::drill::ClusterError> {
 //! let Some(settings) = engine_or_skip("pg_failover").await else { return Ok(()) };
