@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use super::ContainerSettings;
 use super::fleet::{Fleet, Member, Spec, wait_until};
 use super::scripts::{self, PgStart};
+use crate::drill::pg::promote_at;
 use crate::drill::process::free_ports;
 use crate::drill::scenario::ClusterKind;
 use crate::drill::{Cluster, ClusterError, PgCluster, PgClusterOptions, PgLsn};
@@ -232,17 +233,7 @@ impl Cluster for ContainerPgCluster {
     /// file shows the new timeline); the cluster treats it as the primary
     /// from then on.
     async fn promote(&self, index: usize) -> Result<(), ClusterError> {
-        let done: bool = self
-            .query_scalar(index, "SELECT pg_promote(true, 60)")
-            .await?;
-        if !done {
-            return Err(ClusterError::InvalidState {
-                node: self.name(index),
-                operation: "promote".to_owned(),
-                reason: "pg_promote() returned false (not finished within 60 s)".to_owned(),
-            });
-        }
-        self.exec(index, "CHECKPOINT").await?;
+        promote_at(&self.name(index), self.port(index), self.opts.query_timeout).await?;
         self.upstream.lock().unwrap_or_else(|e| e.into_inner())[index] = None;
         self.primary.store(index, Ordering::SeqCst);
         Ok(())

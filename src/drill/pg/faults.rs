@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use super::options::conninfo;
+use super::queries::promote_at;
 use super::{ClusterError, LocalPgCluster, POLL, PgRole, remove_if_exists};
 use crate::drill::process::{self, ProcessGroup};
 
@@ -183,17 +184,8 @@ impl LocalPgCluster {
     /// [`ClusterError::Query`] (e.g. when it is not in recovery),
     /// [`ClusterError::InvalidState`] when promotion did not finish.
     pub async fn promote(&self, index: usize) -> Result<(), ClusterError> {
-        let done: bool = self
-            .query_scalar(index, "SELECT pg_promote(true, 60)")
-            .await?;
-        if !done {
-            return Err(ClusterError::InvalidState {
-                node: self.info(index)?.name,
-                operation: "promote".to_owned(),
-                reason: "pg_promote() returned false (not finished within 60 s)".to_owned(),
-            });
-        }
-        self.exec(index, "CHECKPOINT").await?;
+        let info = self.info(index)?;
+        promote_at(&info.name, info.port, self.opts.query_timeout).await?;
         let mut inner = self.lock();
         inner.nodes[index].role = PgRole::Primary;
         inner.primary = index;

@@ -40,6 +40,8 @@ use std::time::Duration;
 pub use self::api::PgCluster;
 pub(crate) use self::api::pg_url;
 pub use self::options::{PgClusterOptions, PgNode, PgRole};
+#[cfg_attr(not(feature = "testcontainers"), allow(unused_imports))]
+pub(crate) use self::queries::promote_at;
 use super::ClusterError;
 // A running server: the postmaster and its watchdog.
 use super::process::{ServerProcess as Server, ServerUser};

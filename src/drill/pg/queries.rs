@@ -139,6 +139,36 @@ pub(crate) const TIMELINE_SQL: &str = "SELECT CASE WHEN pg_is_in_recovery() \
      THEN (SELECT timeline_id::bigint FROM pg_control_checkpoint()) \
      ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::bigint END";
 
+/// How long the server waits for a promotion to finish (`pg_promote`'s
+/// second argument, seconds).
+const PROMOTE_WAIT_SECS: u64 = 60;
+
+/// Promotes the standby `name` at `port` (`SELECT pg_promote(true, 60)`;
+/// the client waits 10 s longer than the server, whatever `timeout` is:
+/// a standby whose primary's host vanished may take its
+/// `wal_receiver_timeout` to let go), then runs a `CHECKPOINT` so that its
+/// control file shows the new timeline (which `pg_rewind` and
+/// `pg_control_checkpoint()` read).
+pub(crate) async fn promote_at(
+    name: &str,
+    port: u16,
+    timeout: Duration,
+) -> Result<(), ClusterError> {
+    let sql = format!("SELECT pg_promote(true, {PROMOTE_WAIT_SECS})");
+    let wait = Duration::from_secs(PROMOTE_WAIT_SECS + 10).max(timeout);
+    let done: bool = scalar_at(name, port, wait, &sql).await?;
+    if !done {
+        return Err(ClusterError::InvalidState {
+            node: name.to_owned(),
+            operation: "promote".to_owned(),
+            reason: format!(
+                "pg_promote() returned false (not finished within {PROMOTE_WAIT_SECS} s)"
+            ),
+        });
+    }
+    exec_at(name, port, timeout, "CHECKPOINT").await
+}
+
 /// Runs `sql` (simple query protocol) on the server `name` at `port`.
 pub(crate) async fn exec_at(
     name: &str,
