@@ -17,7 +17,7 @@ use crate::drill::scenario::ClusterKind;
 /// 127.0.0.1, with the faults a failover drill injects.
 ///
 /// Node 0 is the first primary. Every node is reachable on `127.0.0.1` at
-/// [`port`](Self::port) as user `postgres` without a password (trust
+/// [`port`](Cluster::port) as user `postgres` without a password (trust
 /// authentication: these clusters are for tests). Write a test once
 /// against this trait and run it on [`LocalPgCluster`] and on
 /// `ContainerPgCluster`:
@@ -45,7 +45,7 @@ use crate::drill::scenario::ClusterKind;
 /// both stores.
 pub trait PgCluster: Cluster {
     /// The node the cluster treats as primary: 0, then the last one
-    /// [`promote`](Self::promote)d.
+    /// [`promote`](Cluster::promote)d.
     fn primary_index(&self) -> usize;
 
     /// `postgres://postgres@127.0.0.1:<port>/postgres` for node `index`.

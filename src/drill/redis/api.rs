@@ -19,7 +19,7 @@ use crate::drill::scenario::ClusterKind;
 /// Sentinels, on 127.0.0.1, with the faults a failover drill injects.
 ///
 /// Node 0 is the first master. Nodes and sentinels are reached on
-/// `127.0.0.1` at their [`port`](Self::port) without a password. Write a
+/// `127.0.0.1` at their [`port`](Cluster::port) without a password. Write a
 /// test once against this trait and run it on [`LocalRedisCluster`] and
 /// on `ContainerRedisCluster`:
 ///
